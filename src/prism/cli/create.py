@@ -1,0 +1,90 @@
+"""`prism create`: add files to a project from templates."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import click
+
+from prism.cli.main import handle_errors, log_options
+from prism.errors import UsageError
+
+__all__ = ["create"]
+
+_TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@click.group()
+def create() -> None:
+    """Create tasks and other project files from templates."""
+
+
+@create.command(name="task")
+@click.option(
+    "--type",
+    "task_type",
+    type=click.Choice(("python", "pyspark")),
+    default="python",
+    show_default=True,
+    help="Kind of task to create.",
+)
+@click.option("--decorated", is_flag=True, help="Create a function task, not a class.")
+@click.option(
+    "--number",
+    "-n",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many tasks to create.",
+)
+@click.option(
+    "--name",
+    default="new_task",
+    show_default=True,
+    help="Module name of the task: lowercase letters, digits and underscores.",
+)
+@click.option("--dir", "folder", default="", help="Sub-folder of tasks/ to put it in.")
+@log_options
+@handle_errors
+def create_task(
+    task_type: str,
+    decorated: bool,
+    number: int,
+    name: str,
+    folder: str,
+    log_level: str,
+    full_tb: bool,
+) -> None:
+    """Create task modules that run as they are."""
+    from prism.project import find_project
+
+    if not _TASK_NAME.match(name):
+        raise UsageError(
+            f"Invalid value for --name: {name!r}",
+            hint="Use lowercase letters, digits and underscores, starting with a "
+            "letter, e.g. --name load_orders.",
+        )
+    root = find_project(Path.cwd())
+    tasks_dir = (root / "tasks" / folder).resolve()
+    if not tasks_dir.is_relative_to(root / "tasks"):
+        raise UsageError(f"Invalid value for --dir: {folder!r} is outside tasks/")
+
+    names = [name] if number == 1 else [f"{name}_{i}" for i in range(1, number + 1)]
+    paths = [tasks_dir / f"{module}.py" for module in names]
+    existing = [path for path in paths if path.exists()]
+    if existing:
+        raise UsageError(
+            f"{existing[0].relative_to(root)} already exists",
+            hint="Choose another --name, or remove the file.",
+        )
+    template = "task_function.py.tmpl" if decorated else "task_class.py.tmpl"
+    text = (resources.files("prism") / "templates" / template).read_text("utf-8")
+    tasks_dir.mkdir(parents=True, exist_ok=True)
+    for module, path in zip(names, paths, strict=True):
+        class_name = "".join(part.capitalize() for part in module.split("_"))
+        path.write_text(
+            text.format(class_name=class_name, function_name=module), encoding="utf-8"
+        )
+        click.echo(f"Created {path.relative_to(root)}")

@@ -1,0 +1,90 @@
+"""The `prism` command: parse flags, call the layer below, map errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+import prism
+from prism.errors import PrismError
+
+__all__ = ["cli", "main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LOG_LEVELS = ("info", "warn", "error", "debug")
+
+
+def log_options(func: F) -> F:
+    """Add `--log-level` and `--full-tb`, which every command takes."""
+    func = click.option(
+        "--full-tb",
+        is_flag=True,
+        help="Show the full traceback of errors, including Prism's own frames.",
+    )(func)
+    func = click.option(
+        "--log-level",
+        "-l",
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        default="info",
+        show_default=True,
+        help="Least severe level of messages to show.",
+    )(func)
+    return func
+
+
+def handle_errors(func: F) -> F:
+    """Print a `PrismError` as one line on stderr and exit with its exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        full_tb = bool(kwargs.get("full_tb"))
+        try:
+            return func(*args, **kwargs)
+        except PrismError as error:
+            report_error(error, full_tb=full_tb)
+            sys.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def report_error(error: PrismError, *, full_tb: bool) -> None:
+    """Write `error` to stderr with its hint, and its traceback with `full_tb`."""
+    if full_tb:
+        import traceback
+
+        click.echo("".join(traceback.format_exception(error)).rstrip(), err=True)
+    click.echo(f"Error: {error.message}", err=True)
+    if error.hint:
+        click.echo(f"  {error.hint}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(prism.__version__, prog_name="prism")
+def cli() -> None:
+    """Run Python data pipelines locally or inside an agent."""
+
+
+def _register_commands() -> None:
+    from prism.cli import compile as compile_command
+    from prism.cli import create, init, run
+
+    cli.add_command(init.init)
+    cli.add_command(run.run)
+    cli.add_command(compile_command.compile_)
+    cli.add_command(create.create)
+
+
+_register_commands()
+
+
+def main() -> None:
+    """Entry point of the `prism` console script."""
+    cli(prog_name="prism")

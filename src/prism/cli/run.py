@@ -1,0 +1,193 @@
+"""`prism run`: run the project's tasks here."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import click
+
+from prism.cli.main import handle_errors, log_options, report_error
+from prism.errors import PrismError
+
+__all__ = ["run", "run_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def run_options(func: F) -> F:
+    """Add the flags of `prism run`; agents reuse them for `prism agent run`."""
+    options = [
+        click.option(
+            "--task",
+            "-t",
+            "tasks",
+            multiple=True,
+            metavar="TASK",
+            help="Run only this task: a module (`extract`), a task (`extract.Load`), "
+            "or the modules in a folder (`staging/*`). Repeatable.",
+        ),
+        click.option(
+            "--all-upstream",
+            is_flag=True,
+            help="Also run every task the selected tasks depend on.",
+        ),
+        click.option(
+            "--all-downstream",
+            is_flag=True,
+            help="Also run every task that depends on the selected tasks, and "
+            "what those depend on.",
+        ),
+        click.option(
+            "--full-refresh",
+            is_flag=True,
+            help="Run every selected task even when its done() returns True.",
+        ),
+        click.option(
+            "--vars",
+            "-v",
+            "variables",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Set prism_project.KEY to the string VALUE for this run. Repeatable.",
+        ),
+        click.option(
+            "--context",
+            metavar="JSON",
+            help="A JSON object whose keys are set on prism_project for this run.",
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(("text", "json")),
+            default="text",
+            show_default=True,
+            help="`json` writes one JSON event per line to stdout (see "
+            "docs/events.md).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.command()
+@run_options
+@log_options
+@handle_errors
+def run(
+    tasks: tuple[str, ...],
+    all_upstream: bool,
+    all_downstream: bool,
+    full_refresh: bool,
+    variables: tuple[str, ...],
+    context: str | None,
+    log_format: str,
+    log_level: str,
+    full_tb: bool,
+) -> None:
+    """Run the project's tasks in dependency order."""
+    from prism.engine.run import RunRequest, selectors_from
+    from prism.project import parse_context, parse_vars
+
+    overrides = {**parse_context(context), **parse_vars(variables)}
+    request = RunRequest(
+        cwd=Path.cwd(),
+        selectors=selectors_from(tasks),
+        all_upstream=all_upstream,
+        all_downstream=all_downstream,
+        full_refresh=full_refresh,
+        overrides=overrides,
+    )
+    with _open_log_file(Path.cwd() / "logs.log") as log_file:
+        exit_code = run_request(request, log_format, log_level, full_tb, log_file)
+    sys.exit(exit_code)
+
+
+def run_request(
+    request: Any,
+    log_format: str,
+    log_level: str,
+    full_tb: bool,
+    log_file: TextIO | None,
+) -> int:
+    """Prepare and execute a run, rendering its events; return the exit code."""
+    from prism.console import (
+        JsonRenderer,
+        TextRenderer,
+        capture_output,
+        level_from_name,
+        route_logging,
+    )
+    from prism.engine.events import Event, RunFinished
+    from prism.engine.run import execute_run, prepare_run
+
+    level = level_from_name(log_level)
+    text = TextRenderer(
+        sys.stdout if log_format == "text" else _NullStream(),
+        level=level,
+        full_tb=full_tb,
+        log_file=log_file,
+    )
+    json = JsonRenderer(sys.stdout) if log_format == "json" else None
+
+    def sink(event: Event) -> None:
+        text(event)
+        if json is not None:
+            json(event)
+
+    started = time.perf_counter()
+    with route_logging(sink, level):
+        try:
+            prepared = prepare_run(request)
+        except PrismError as error:
+            if json is not None:
+                json(
+                    RunFinished(
+                        exit_code=error.exit_code,
+                        duration=time.perf_counter() - started,
+                        counts={},
+                        error=str(error),
+                    )
+                )
+            report_error(error, full_tb=full_tb)
+            return error.exit_code
+        try:
+            if json is not None:
+                with capture_output(json):
+                    finished = execute_run(prepared, sink)
+            else:
+                finished = execute_run(prepared, sink)
+        except KeyboardInterrupt:
+            finished = RunFinished(
+                exit_code=130, duration=time.perf_counter() - started, counts={}
+            )
+        sink(finished)
+    return finished.exit_code
+
+
+class _NullStream:
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def _open_log_file(path: Path) -> Iterator[TextIO | None]:
+    # The log file is a convenience, so a folder that is not writable must not
+    # stop the run.
+    try:
+        stream = path.open("a", encoding="utf-8")
+    except OSError:
+        yield None
+        return
+    with stream:
+        yield stream

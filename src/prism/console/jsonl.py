@@ -1,0 +1,114 @@
+"""Rendering run events as JSON lines, and capturing everything else a run prints.
+
+In JSON mode standard output must carry nothing but events. `capture_output`
+moves the real standard output to a private descriptor for the events, points
+file descriptors 1 and 2 at pipes, and turns what arrives on them, and what
+Python code writes to `sys.stdout` and `sys.stderr`, into `task_output` events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from typing import TextIO
+
+from prism.engine.events import Event, EventSink, TaskOutput, event_to_json
+from prism.engine.execution import current_task, running_tasks
+
+__all__ = ["JsonRenderer", "capture_output"]
+
+
+class JsonRenderer:
+    """An event sink that writes one JSON object per line and flushes each."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        line = event_to_json(event)
+        with self._lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+class _ThreadLineWriter(io.TextIOBase):
+    """A `sys.stdout` replacement that sends each complete line as an event."""
+
+    def __init__(self, sink: EventSink, stream: str) -> None:
+        self._sink = sink
+        self._stream = stream
+        self._pending: dict[int, str] = {}
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        key = threading.get_ident()
+        buffer = self._pending.get(key, "") + text
+        *lines, rest = buffer.split("\n")
+        self._pending[key] = rest
+        task = current_task()
+        for line in lines:
+            self._sink(TaskOutput(task=task, stream=self._stream, line=line))  # type: ignore[arg-type]
+        return len(text)
+
+    def drain(self) -> None:
+        for key, rest in list(self._pending.items()):
+            if rest:
+                self._sink(TaskOutput(task=None, stream=self._stream, line=rest))  # type: ignore[arg-type]
+            del self._pending[key]
+
+
+def _read_pipe(descriptor: int, stream: str, sink: EventSink) -> None:
+    with open(descriptor, "rb", closefd=True) as pipe:
+        for raw in pipe:
+            active = set(running_tasks())
+            task = active.pop() if len(active) == 1 else None
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            sink(TaskOutput(task=task, stream=stream, line=line))  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def capture_output(renderer: JsonRenderer) -> Iterator[None]:
+    """Route all output of the process into `renderer` as `task_output` events."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    events = os.fdopen(os.dup(saved[1]), "w", encoding="utf-8", buffering=1)
+    original_stream = renderer.stream
+    renderer.stream = events
+    readers = []
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        reader = threading.Thread(
+            target=_read_pipe, args=(read_end, name, renderer), daemon=True
+        )
+        reader.start()
+        readers.append(reader)
+    writers = (
+        _ThreadLineWriter(renderer, "stdout"),
+        _ThreadLineWriter(renderer, "stderr"),
+    )
+    original = (sys.stdout, sys.stderr)
+    sys.stdout, sys.stderr = writers  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = original
+        for writer in writers:
+            writer.drain()
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
+        # A process the run started may still hold a pipe open; don't wait for it.
+        for reader in readers:
+            reader.join(timeout=1.0)
+        renderer.stream = original_stream
+        events.close()

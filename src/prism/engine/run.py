@@ -1,0 +1,150 @@
+"""Compiling and running a project: the entry points the CLI calls."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import prism
+from prism.connectors.hooks import Hooks
+from prism.engine.events import EventSink, RunFinished, RunStarted
+from prism.engine.graph import Graph, build_graph
+from prism.engine.manifest import build_manifest, write_manifest
+from prism.engine.parser import parse_tasks
+from prism.engine.scheduler import Scheduler
+from prism.engine.selection import Plan, plan_run
+from prism.engine.triggers import TriggerPlan, load_triggers, run_triggers
+from prism.project import (
+    PROJECT_FILE,
+    Project,
+    apply_sys_paths,
+    find_project,
+    load_project,
+)
+
+__all__ = ["Compiled", "RunRequest", "compile_project", "execute_run", "prepare_run"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `prism run` was asked to do."""
+
+    cwd: Path
+    selectors: tuple[str, ...] = ()
+    all_upstream: bool = False
+    all_downstream: bool = False
+    full_refresh: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A project whose tasks are parsed and whose graph is valid."""
+
+    project: Project
+    graph: Graph
+    manifest_path: Path
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A compiled project with its plan and triggers, ready to run."""
+
+    compiled: Compiled
+    plan: Plan
+    triggers: TriggerPlan
+    request: RunRequest
+
+
+def compile_project(cwd: Path, overrides: dict[str, Any] | None = None) -> Compiled:
+    """Find the project around `cwd`, load it, parse its tasks and write the manifest.
+
+    The process changes into the project folder, as task code may rely on it.
+    """
+    root = find_project(cwd)
+    os.chdir(root)
+    project = load_project(root, overrides)
+    apply_sys_paths(project)
+    graph = build_graph(parse_tasks(project.tasks_dir, root))
+    text = (root / PROJECT_FILE).read_text(encoding="utf-8")
+    manifest_path = write_manifest(root, build_manifest(graph, text))
+    return Compiled(project=project, graph=graph, manifest_path=manifest_path)
+
+
+def prepare_run(request: RunRequest) -> PreparedRun:
+    """Check everything a run needs before any task starts.
+
+    Raises:
+        PrismError: the project, a task module, the graph, the selection or the
+            triggers are invalid (exit code 2).
+    """
+    compiled = compile_project(request.cwd, request.overrides)
+    plan = plan_run(
+        compiled.graph,
+        request.selectors,
+        all_upstream=request.all_upstream,
+        all_downstream=request.all_downstream,
+    )
+    triggers = load_triggers(compiled.project)
+    return PreparedRun(compiled=compiled, plan=plan, triggers=triggers, request=request)
+
+
+def execute_run(prepared: PreparedRun, sink: EventSink) -> RunFinished:
+    """Run the planned tasks, then the triggers, and return the closing event.
+
+    Emits `run_started` and everything up to the last trigger. The caller emits
+    the returned `run_finished` once it has flushed the run's own output, so that
+    event is always the last one.
+    """
+    started = time.perf_counter()
+    project = prepared.compiled.project
+    plan = prepared.plan
+    sink(
+        RunStarted(
+            prism_version=prism.__version__,
+            project=str(project.root),
+            run_id=project.run_id,
+            slug=project.slug,
+            threads=project.threads,
+            total=len(plan.execute),
+            tasks=plan.execute,
+        )
+    )
+    scheduler = Scheduler(
+        prepared.compiled.graph,
+        plan,
+        root=project.root,
+        hooks=Hooks(project.profile_path, project.profile),
+        sink=sink,
+        threads=project.threads,
+        full_refresh=prepared.request.full_refresh,
+    )
+    outcome = scheduler.run()
+
+    if outcome.interrupted:
+        exit_code = EXIT_INTERRUPTED
+    else:
+        succeeded = not outcome.failed
+        when = "on_success" if succeeded else "on_failure"
+        triggers_passed = run_triggers(prepared.triggers, when, sink, project.root)
+        exit_code = EXIT_OK if succeeded and triggers_passed else EXIT_FAILED
+
+    return RunFinished(
+        exit_code=exit_code,
+        duration=time.perf_counter() - started,
+        counts=outcome.counts,
+        failed=tuple(outcome.failed),
+    )
+
+
+def selectors_from(values: Sequence[str]) -> tuple[str, ...]:
+    """Return the non-empty `-t` values, in order, without duplicates."""
+    return tuple(dict.fromkeys(value.strip() for value in values if value.strip()))

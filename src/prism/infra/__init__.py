@@ -1,0 +1,1 @@
+"""Import paths kept for projects and notebooks written for Prism 0.2.x."""
