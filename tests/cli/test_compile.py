@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import assert_usage_error, ran_tasks, recording_task
+from tests.conftest import assert_usage_error, ran_tasks, recording_task
 
 PROJECT_FILE = """\
 from pathlib import Path
@@ -86,9 +86,7 @@ def test_manifest_tasks_group_nested_folders(make_project, run_prism):
 
 
 def test_manifest_targets_keep_location_source(make_project, run_prism):
-    project = make_project(
-        {"tasks/a.py": recording_task("A", target="output/a.txt")}
-    )
+    project = make_project({"tasks/a.py": recording_task("A", target="output/a.txt")})
 
     run_prism("compile", cwd=project)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import events, finished_by_task, recording_task
+from tests.conftest import events, finished_by_task, recording_task
 
 
 def top_level_names(path: Path) -> tuple[set[str], set[str]]:
@@ -101,9 +101,7 @@ def test_created_decorated_stub_runs(project, run_prism):
 
 @pytest.mark.parametrize("flags", [(), ("--decorated",)], ids=["class", "decorated"])
 def test_created_numbered_stubs_all_run(project, run_prism, flags):
-    run_prism(
-        "create", "task", "--name", "step", "--number", "2", *flags, cwd=project
-    )
+    run_prism("create", "task", "--name", "step", "--number", "2", *flags, cwd=project)
 
     result = run_prism("run", "--log-format", "json", cwd=project)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import (
+from tests.conftest import (
     assert_usage_error,
     events,
     flat,
@@ -200,7 +200,7 @@ def test_same_module_ref_needs_local_flag(make_project, run_prism):
 
                 class Second(PrismTask):
                     def run(self, tasks, hooks):
-                        return tasks.ref("b.First")
+                        return tasks.ref("b")
             """
         }
     )
@@ -208,6 +208,32 @@ def test_same_module_ref_needs_local_flag(make_project, run_prism):
     result = run_prism("run", cwd=project)
 
     assert_usage_error(result, "local=True", "tasks/b.py:11")
+
+
+def test_same_module_dotted_ref_runs(make_project, run_prism):
+    # Prism 0.2.x rejected this form; naming the module and task is unambiguous.
+    project = make_project(
+        {
+            "tasks/b.py": """\
+                from prism.task import PrismTask
+
+
+                class First(PrismTask):
+                    def run(self, tasks, hooks):
+                        return "first"
+
+
+                class Second(PrismTask):
+                    def run(self, tasks, hooks):
+                        assert tasks.ref("b.First") == "first"
+                        return "second"
+            """
+        }
+    )
+
+    result = run_prism("run", cwd=project)
+
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_cycle_names_its_tasks(make_project, run_prism):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import events, of_type
+from tests.conftest import events, of_type
 
 GENERATED = {".compiled", "logs.log", ".prism", "__pycache__"}
 
@@ -17,8 +17,7 @@ def project_files(project: Path) -> set[Path]:
     return {
         path.relative_to(project)
         for path in project.rglob("*")
-        if path.is_file()
-        and not GENERATED & set(path.relative_to(project).parts)
+        if path.is_file() and not GENERATED & set(path.relative_to(project).parts)
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import (
+from tests.conftest import (
     events,
     finished_by_task,
     of_type,
@@ -235,7 +235,10 @@ def test_task_ids_use_module_path_and_name(make_project, run_prism):
 
     assert result.returncode == 0, result.stdout + result.stderr
     started = of_type(events(result.stdout), "run_started")[0]
-    assert sorted(started["tasks"]) == ["extract/orders.LoadOrders", "report.build_report"]
+    assert sorted(started["tasks"]) == [
+        "extract/orders.LoadOrders",
+        "report.build_report",
+    ]
 
 
 def test_failed_task_exits_one(make_project, run_prism):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import events, finished_by_task, ran_tasks, recording_task
+from tests.conftest import events, finished_by_task, ran_tasks, recording_task
 
 JSON = ("--log-format", "json")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import events, of_type, recording_task
+from tests.conftest import events, of_type, recording_task
 
 JSON = ("--log-format", "json")
 

@@ -17,13 +17,12 @@ __all__ = ["compile_"]
 def compile_(log_level: str, full_tb: bool) -> None:
     """Parse every task, check the graph and write .compiled/manifest.json.
 
-    Unlike `prism run`, this does not run prism_project.py's tasks, but it does
-    import prism_project.py to read its settings.
+    Neither prism_project.py nor any task is executed.
     """
     from prism.engine.run import compile_project
 
     compiled = compile_project(Path.cwd())
     count = len(compiled.graph.tasks)
     noun = "task" if count == 1 else "tasks"
-    manifest = compiled.project.relative(compiled.manifest_path)
+    manifest = compiled.manifest_path.relative_to(compiled.root)
     click.echo(f"Compiled {count} {noun}; wrote {manifest}")

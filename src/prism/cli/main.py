@@ -51,6 +51,19 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as error:
+            # Anything else is a bug in Prism; keep the traceback for --full-tb.
+            if full_tb:
+                raise
+            click.echo(
+                f"Error: internal error {type(error).__name__}: {error}\n"
+                "  This is a bug in Prism. Run the command again with --full-tb "
+                "and report the traceback.",
+                err=True,
+            )
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 

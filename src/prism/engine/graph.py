@@ -104,7 +104,7 @@ def resolve_ref(ref: RefCall, task: TaskSpec, modules: dict[str, ModuleSpec]) ->
                 "the same module, without a module or a dot",
                 hint="Drop local=True to refer to a task in another module.",
             )
-        return _resolve_in_module(target, modules[task.module], task, where)
+        return _resolve_in_module(target, modules[task.module], task, ref, where)
 
     if target.endswith(".py"):
         target = target[: -len(".py")]
@@ -126,7 +126,7 @@ def resolve_ref(ref: RefCall, task: TaskSpec, modules: dict[str, ModuleSpec]) ->
 
     module_name, _, task_name = target.rpartition(".")
     if module_name in modules:
-        return _resolve_in_module(task_name, modules[module_name], task, where)
+        return _resolve_in_module(task_name, modules[module_name], task, ref, where)
 
     raise GraphError(
         f"tasks.ref({ref.target!r}) in {where} refers to an unknown module {target!r}",
@@ -135,18 +135,19 @@ def resolve_ref(ref: RefCall, task: TaskSpec, modules: dict[str, ModuleSpec]) ->
 
 
 def _resolve_in_module(
-    name: str, module: ModuleSpec, task: TaskSpec, where: str
+    name: str, module: ModuleSpec, task: TaskSpec, ref: RefCall, where: str
 ) -> str:
     names = {candidate.name: candidate.id for candidate in module.tasks}
+    call = f"tasks.ref({ref.target!r}{', local=True' if ref.local else ''})"
     if name not in names:
+        listing = ", ".join(names) or "none"
         raise GraphError(
-            f"tasks.ref in {where}: module {module.name!r} has no task {name!r}",
-            hint=_suggest(name, names)
-            or f"Its tasks are: {', '.join(names) or 'none'}.",
+            f"{call} in {where}: module {module.name!r} has no task {name!r}",
+            hint=_suggest(name, names) or f"Its tasks are: {listing}.",
         )
     if names[name] == task.id:
         raise GraphError(
-            f"tasks.ref in {where}: task {task.id} self-references",
+            f"{call} in {where}: task {task.id} self-references",
             hint="A task cannot use its own output; refer to another task.",
         )
     return names[name]

@@ -23,6 +23,7 @@ from prism.project import (
     Project,
     apply_sys_paths,
     find_project,
+    find_tasks_dir,
     load_project,
 )
 
@@ -49,52 +50,66 @@ class RunRequest:
 class Compiled:
     """A project whose tasks are parsed and whose graph is valid."""
 
-    project: Project
+    root: Path
     graph: Graph
     manifest_path: Path
 
 
 @dataclass(frozen=True)
 class PreparedRun:
-    """A compiled project with its plan and triggers, ready to run."""
+    """A loaded project with its graph, plan and triggers, ready to run."""
 
+    project: Project
     compiled: Compiled
     plan: Plan
     triggers: TriggerPlan
     request: RunRequest
 
 
-def compile_project(cwd: Path, overrides: dict[str, Any] | None = None) -> Compiled:
-    """Find the project around `cwd`, load it, parse its tasks and write the manifest.
+def compile_project(cwd: Path) -> Compiled:
+    """Find the project around `cwd`, parse its tasks and write the manifest.
 
-    The process changes into the project folder, as task code may rely on it.
+    `prism_project.py` is read but not executed, as in Prism 0.2.x.
     """
     root = find_project(cwd)
-    os.chdir(root)
-    project = load_project(root, overrides)
-    apply_sys_paths(project)
-    graph = build_graph(parse_tasks(project.tasks_dir, root))
+    return _compile(root, find_tasks_dir(root))
+
+
+def _compile(root: Path, tasks_dir: Path) -> Compiled:
+    graph = build_graph(parse_tasks(tasks_dir, root))
     text = (root / PROJECT_FILE).read_text(encoding="utf-8")
     manifest_path = write_manifest(root, build_manifest(graph, text))
-    return Compiled(project=project, graph=graph, manifest_path=manifest_path)
+    return Compiled(root=root, graph=graph, manifest_path=manifest_path)
 
 
 def prepare_run(request: RunRequest) -> PreparedRun:
-    """Check everything a run needs before any task starts.
+    """Load the project and check everything a run needs before any task starts.
+
+    The process changes into the project folder, as task code may rely on it.
 
     Raises:
         PrismError: the project, a task module, the graph, the selection or the
             triggers are invalid (exit code 2).
     """
-    compiled = compile_project(request.cwd, request.overrides)
+    root = find_project(request.cwd)
+    os.chdir(root)
+    project = load_project(root, request.overrides)
+    apply_sys_paths(project)
+    compiled = _compile(root, project.tasks_dir)
     plan = plan_run(
         compiled.graph,
         request.selectors,
         all_upstream=request.all_upstream,
         all_downstream=request.all_downstream,
     )
-    triggers = load_triggers(compiled.project)
-    return PreparedRun(compiled=compiled, plan=plan, triggers=triggers, request=request)
+    triggers = load_triggers(project)
+    return PreparedRun(
+        project=project,
+        compiled=compiled,
+        plan=plan,
+        triggers=triggers,
+        request=request,
+    )
 
 
 def execute_run(prepared: PreparedRun, sink: EventSink) -> RunFinished:
@@ -105,7 +120,7 @@ def execute_run(prepared: PreparedRun, sink: EventSink) -> RunFinished:
     event is always the last one.
     """
     started = time.perf_counter()
-    project = prepared.compiled.project
+    project = prepared.project
     plan = prepared.plan
     sink(
         RunStarted(

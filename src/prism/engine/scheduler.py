@@ -280,6 +280,14 @@ class Scheduler:
                 self._announce_retry(loaded, attempts, error)
                 if self._stop.wait(loaded.retry_delay):
                     return self._failed(task_id, started, attempts, error)
+                self._sink(
+                    TaskStarted(
+                        task_id,
+                        self._running[task_id],
+                        len(self._plan.execute),
+                        attempt=attempts + 1,
+                    )
+                )
                 continue
             finally:
                 set_current_task(None)
@@ -287,7 +295,7 @@ class Scheduler:
                 task=task_id,
                 status=attempt.status,
                 duration=time.perf_counter() - started,
-                attempts=attempts,
+                attempts=attempts if attempt.status == "done" else 0,
                 output=attempt.output,
                 reason="done" if attempt.status == "skipped" else None,
             )

@@ -5,6 +5,7 @@ from prism.project.loader import (
     Project,
     apply_sys_paths,
     find_project,
+    find_tasks_dir,
     load_project,
 )
 from prism.project.overrides import parse_context, parse_vars
@@ -14,6 +15,7 @@ __all__ = [
     "Project",
     "apply_sys_paths",
     "find_project",
+    "find_tasks_dir",
     "load_project",
     "parse_context",
     "parse_vars",

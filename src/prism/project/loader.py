@@ -15,7 +15,14 @@ from typing import Any
 from prism.admin import generate_run_id, generate_run_slug
 from prism.errors import ProjectError
 
-__all__ = ["PROJECT_FILE", "Project", "apply_sys_paths", "find_project", "load_project"]
+__all__ = [
+    "PROJECT_FILE",
+    "Project",
+    "apply_sys_paths",
+    "find_project",
+    "find_tasks_dir",
+    "load_project",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +78,7 @@ def load_project(root: Path, overrides: dict[str, Any] | None = None) -> Project
     settings are read, as in Prism 0.2.x, so a value the file derives from an
     overridden one keeps the file's value.
     """
-    tasks_dir = _find_tasks_dir(root)
+    tasks_dir = find_tasks_dir(root)
     module = _import_project_file(root)
     for key, value in (overrides or {}).items():
         setattr(module, key, value)
@@ -105,7 +112,8 @@ def apply_sys_paths(project: Project) -> None:
         sys.path.insert(0, text)
 
 
-def _find_tasks_dir(root: Path) -> Path:
+def find_tasks_dir(root: Path) -> Path:
+    """Return the project's tasks folder (or the deprecated modules folder)."""
     if (root / "tasks").is_dir():
         return root / "tasks"
     if (root / "modules").is_dir():
