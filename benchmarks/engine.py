@@ -11,8 +11,10 @@ Linux only, because it waits on child processes through `os.pidfd_open`.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
+import resource
 import select
 import shutil
 import signal
@@ -39,9 +41,12 @@ COMPILE_TASKS = 2000
 THREADED_FAN_THREADS = 4
 THREADED_FAN_MIN_N = 100
 BASELINE_MIN_N = 100
+RESULT_ENV = "PRISM_BENCH_RESULT"
+GNU_TIME = Path("/usr/bin/time")
 
-# Hamilton removed its telemetry in 1.89. The variables also opt older Hamilton and
-# kedro-telemetry (a dependency of Kedro 1.x) out, so no run contacts a server.
+# Hamilton 1.90 has no telemetry (its `hamilton.telemetry` is a no-op), but Kedro
+# 1.7 depends on kedro-telemetry. These variables opt both tools out, so that no run
+# contacts a server, whichever version pip installs.
 CHILD_ENV_OVERRIDES = {
     "HAMILTON_TELEMETRY_ENABLED": "false",
     "KEDRO_DISABLE_TELEMETRY": "true",
@@ -74,11 +79,16 @@ KEDRO = Venv("venv-kedro", ("kedro",), "kedro", "kedro.runner")
 
 @dataclass(frozen=True)
 class Command:
-    """One process to time: its argv, working directory and timeout in seconds."""
+    """One process to time: its argv, working directory and timeout in seconds.
+
+    When `expected_result` is set, the check run passes RESULT_ENV to the process,
+    which must write exactly that text to the named file.
+    """
 
     argv: tuple[str, ...]
     cwd: Path
     timeout: float
+    expected_result: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +153,7 @@ def child_env() -> dict[str, str]:
 
 
 def wait_for_exit(pid: int, timeout: float) -> bool:
-    """Block until process `pid` exits, without reaping it; False on timeout."""
+    """Wait until process `pid` exits, without reaping it. Return False on timeout."""
     pidfd = os.pidfd_open(pid)
     try:
         poller = select.poll()
@@ -153,19 +163,52 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
         os.close(pidfd)
 
 
-def run_process(command: Command, log_path: Path) -> Sample:
+@functools.cache
+def gnu_time_available() -> bool:
+    """Return whether GNU_TIME is GNU time, which reports a child's peak RSS.
+
+    Linux keeps a process's peak RSS across exec, so a child forked from this script
+    reports at least this script's RSS (about 16 MiB on Python 3.11) through
+    `os.wait4`. GNU time 1.9 itself peaks at about 1.5 MiB, so its floor is far lower.
+    """
+    try:
+        result = subprocess.run(
+            [str(GNU_TIME), "--version"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0 and "GNU" in result.stdout + result.stderr
+
+
+def read_gnu_time_rss(path: Path) -> int | None:
+    """Return the KiB that GNU time wrote as its last line, or None if missing."""
+    if not path.exists():
+        return None
+    lines = path.read_text().split()
+    return int(lines[-1]) if lines and lines[-1].isdigit() else None
+
+
+def run_process(
+    command: Command, log_path: Path, extra_env: dict[str, str] | None = None
+) -> Sample:
     """Run `command` once with output to `log_path` and return its time and peak RSS.
 
     The child leads its own process group, so a timeout kills the whole group. The
     group is killed before the child is reaped, so its id cannot have been reused.
+    When GNU time is available it starts the command and reports its peak RSS.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    rss_path = log_path.with_suffix(".rss")
+    rss_path.unlink(missing_ok=True)
+    argv = command.argv
+    if gnu_time_available():
+        argv = (str(GNU_TIME), "--format=%M", f"--output={rss_path}", *argv)
     with log_path.open("wb") as output:
         start = time.perf_counter()
         process = subprocess.Popen(
-            command.argv,
+            argv,
             cwd=command.cwd,
-            env=child_env(),
+            env={**child_env(), **(extra_env or {})},
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -177,7 +220,8 @@ def run_process(command: Command, log_path: Path) -> Sample:
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
-    return Sample(seconds, usage.ru_maxrss, process.returncode, not finished)
+    max_rss_kib = read_gnu_time_rss(rss_path) or usage.ru_maxrss
+    return Sample(seconds, max_rss_kib, process.returncode, not finished)
 
 
 def failure_of(sample: Sample, command: Command, log_path: Path) -> Measurement | None:
@@ -186,6 +230,30 @@ def failure_of(sample: Sample, command: Command, log_path: Path) -> Measurement 
         return Measurement(status="timeout", note=note)
     if sample.exit_code != 0:
         note = f"exit code {sample.exit_code}; output in {log_path}"
+        return Measurement(status="failed", note=note)
+    return None
+
+
+def check_run(command: Command, log_path: Path) -> Measurement | None:
+    """Run `command` once untimed and return why it failed, or None if it passed."""
+    if command.expected_result is None:
+        sample = run_process(command, log_path)
+        return failure_of(sample, command, log_path)
+    result_path = log_path.with_suffix(".result")
+    result_path.unlink(missing_ok=True)
+    sample = run_process(command, log_path, {RESULT_ENV: str(result_path)})
+    failure = failure_of(sample, command, log_path)
+    if failure is not None:
+        return failure
+    if not result_path.exists():
+        note = f"exit code 0 but the last task did not run; output in {log_path}"
+        return Measurement(status="failed", note=note)
+    found = result_path.read_text()
+    if found != command.expected_result:
+        note = (
+            f"exit code 0 but the last task returned {found!r}, expected "
+            f"{command.expected_result!r}; output in {log_path}"
+        )
         return Measurement(status="failed", note=note)
     return None
 
@@ -207,8 +275,7 @@ def measure_group(
             continue
         log_path = LOGS_DIR / f"{label}-{tool}-check.log"
         log(f"  check   {label} [{tool}]")
-        sample = run_process(command, log_path)
-        failure = failure_of(sample, command, log_path)
+        failure = check_run(command, log_path)
         if failure is not None:
             log(f"    {failure.status}: {failure.note}")
             results[tool] = failure
@@ -241,22 +308,39 @@ def class_name(index: int, width: int) -> str:
     return f"Task{index:0{width}d}"
 
 
-def task_body(refs: Sequence[str]) -> str:
+def task_value(refs: Sequence[str]) -> str:
     if not refs:
-        return "        return 0\n"
+        return "0"
     if len(refs) == 1:
-        return f'        return tasks.ref("{refs[0]}") + 1\n'
+        return f'tasks.ref("{refs[0]}") + 1'
     items = "".join(f'                tasks.ref("{ref}"),\n' for ref in refs)
-    return f"        return sum(\n            [\n{items}            ]\n        )\n"
+    return f"sum(\n            [\n{items}            ]\n        )"
 
 
-def task_source(index: int, width: int, refs: Sequence[str]) -> str:
+def task_source(index: int, width: int, refs: Sequence[str], last: bool) -> str:
+    """Return a task module, whose `run` returns its value.
+
+    The last task of a project also writes its value to the file named by RESULT_ENV
+    when that variable is set, which only the check run does.
+    """
+    header = f"class {class_name(index, width)}(prism.task.PrismTask):\n"
+    header += "    def run(self, tasks, hooks):\n"
+    if not last:
+        return f"import prism.task\n\n\n{header}        return {task_value(refs)}\n"
     return (
-        "import prism.task\n\n\n"
-        f"class {class_name(index, width)}(prism.task.PrismTask):\n"
-        "    def run(self, tasks, hooks):\n"
-        f"{task_body(refs)}"
+        f"import os\n\nimport prism.task\n\n\n{header}"
+        f"        value = {task_value(refs)}\n"
+        f'        result_path = os.environ.get("{RESULT_ENV}")\n'
+        "        if result_path:\n"
+        '            with open(result_path, "w") as handle:\n'
+        "                handle.write(str(value))\n"
+        "        return value\n"
     )
+
+
+def expected_result(case: Case) -> str:
+    """Return the last task's value: N-1 for a chain, N-2 for a fan."""
+    return str(case.n - 1 if case.shape == "chain" else case.n - 2)
 
 
 def project_source(threads: int) -> str:
@@ -293,7 +377,7 @@ def write_project(path: Path, case: Case) -> Path:
     width = max(4, len(str(case.n - 1)))
     for index in range(case.n):
         refs = task_refs(case.shape, case.n, index, width)
-        source = task_source(index, width, refs)
+        source = task_source(index, width, refs, last=index == case.n - 1)
         (tasks_dir / f"{task_name(index, width)}.py").write_text(source)
     return path
 
@@ -371,8 +455,8 @@ class Tool:
     python: Path
     cli_module: str
 
-    def run_command(self, project: Path, timeout: float = RUN_TIMEOUT_S) -> Command:
-        return Command((str(self.prism), "run"), project, timeout)
+    def run_command(self, project: Path, expected: str) -> Command:
+        return Command((str(self.prism), "run"), project, RUN_TIMEOUT_S, expected)
 
     def compile_command(self, project: Path, timeout: float) -> Command:
         return Command((str(self.prism), "compile"), project, timeout)
@@ -382,7 +466,7 @@ def tool_project(tool: Tool | None, case: Case) -> Command | None:
     if tool is None:
         return None
     project = write_project(PROJECTS_DIR / tool.name / case.name, case)
-    return tool.run_command(project)
+    return tool.run_command(project, expected_result(case))
 
 
 def build_cases(sizes: Sequence[int]) -> list[Case]:
@@ -431,7 +515,7 @@ def measure_startup(
 def hamilton_sources(n: int) -> tuple[str, str]:
     """Return (module, driver script) for a Hamilton chain of `n` functions."""
     width = max(4, len(str(n - 1)))
-    functions = ["def f_" + f"{0:0{width}d}() -> int:\n    return 0\n"]
+    functions = [f"def f_{0:0{width}d}() -> int:\n    return 0\n"]
     for index in range(1, n):
         previous = f"f_{index - 1:0{width}d}"
         functions.append(
@@ -458,7 +542,8 @@ def kedro_script(n: int) -> str:
     """Return a script that runs a Kedro chain of `n` nodes with SequentialRunner.
 
     Every dataset except the last is a registered MemoryDataset. The last one is a
-    free output, which `run` returns: as data in Kedro 0.19, and as a dataset in 1.x.
+    free output, which `run` returns as a dataset in Kedro 1.7. The script loads it
+    when it has `load`, and takes it as plain data otherwise.
     """
     width = max(4, len(str(n - 1)))
     last = f"d_{n - 1:0{width}d}"
@@ -630,7 +715,8 @@ def version_of_ours(prism: Path) -> str:
     )
     if result.returncode != 0:
         return "unknown (`prism --version` failed)"
-    return result.stdout.strip() or "unknown"
+    words = result.stdout.split()
+    return words[-1] if words else "unknown"
 
 
 @dataclass
@@ -703,8 +789,8 @@ def format_runs(report: Report) -> str:
         "0.2.8 (s)",
         "speed-up",
         "ours per-task overhead (ms)",
-        "ours peak RSS (MB)",
-        "0.2.8 peak RSS (MB)",
+        "ours peak RSS (MiB)",
+        "0.2.8 peak RSS (MiB)",
     ]
     rows = []
     for case, result in report.runs:
@@ -730,8 +816,8 @@ def format_startup(report: Report) -> str:
         "measurement",
         "ours (s)",
         "0.2.8 (s)",
-        "ours peak RSS (MB)",
-        "0.2.8 peak RSS (MB)",
+        "ours peak RSS (MiB)",
+        "0.2.8 peak RSS (MiB)",
     ]
     rows = []
     for label, result in report.startup.items():
@@ -754,8 +840,8 @@ def format_others(report: Report) -> str:
         "other (s)",
         "ours (s)",
         "ours / other",
-        "other peak RSS (MB)",
-        "ours peak RSS (MB)",
+        "other peak RSS (MiB)",
+        "ours peak RSS (MiB)",
     ]
     compile_ours = report.compile["ours"]
     compile_old = report.compile["0.2.8"]
@@ -803,6 +889,17 @@ def collect_notes(report: Report) -> list[str]:
     return report.notes + sorted(skipped_notes) + notes_of(labelled)
 
 
+def rss_method() -> str:
+    if gnu_time_available():
+        return "Peak RSS is the child's max RSS as GNU time (`%M`) reports it."
+    own_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return (
+        "Peak RSS is the child's max RSS from `os.wait4`, because GNU time was not "
+        f"found at {GNU_TIME}. Linux keeps the RSS at fork, so values at or below "
+        f"this script's own {own_mib:.1f} MiB show that floor, not the child."
+    )
+
+
 def format_report(report: Report) -> str:
     versions = ", ".join(
         f"{name} {version}" for name, version in report.versions.items()
@@ -816,10 +913,12 @@ def format_report(report: Report) -> str:
         "# Prism engine benchmark",
         "",
         f"Machine: {machine}. Versions: {versions}.",
-        f"Each time is the median (best) wall clock of {runs} of a whole "
-        "process, after one untimed check run that must exit 0. Speed-up is 0.2.8's "
-        "median divided by ours. Per-task overhead is (median run - median 1-task "
-        "run with the same THREADS) / N.",
+        "",
+        f"Each time is the median (best) wall clock of {runs} of a whole process. "
+        "Before them, one untimed check run must exit 0 and, for `prism run`, leave "
+        "the expected value of the last task. Speed-up is 0.2.8's median divided by "
+        "ours. Per-task overhead is (median run - median 1-task run with the same "
+        "THREADS) / N. " + rss_method(),
         "",
         "## `prism run`",
         "",
@@ -830,6 +929,8 @@ def format_report(report: Report) -> str:
         format_startup(report),
         "",
         "## Compile and other tools",
+        "",
+        "A ratio `ours / other` below 1 means ours is faster.",
         "",
         format_others(report),
     ]

@@ -88,3 +88,25 @@ def create_task(
             text.format(class_name=class_name, function_name=module), encoding="utf-8"
         )
         click.echo(f"Created {path.relative_to(root)}")
+
+
+@create.command(name="trigger")
+@log_options
+@handle_errors
+def create_trigger(log_level: str, full_tb: bool) -> None:
+    """Create triggers.yml (or the file TRIGGERS_YML_PATH names) from a template."""
+    from prism.project import find_project
+    from prism.project.loader import read_triggers_path
+
+    root = find_project(Path.cwd())
+    path = read_triggers_path(root)
+    if path.exists():
+        raise UsageError(
+            f"{path} already exists",
+            hint="Add the new trigger under its `triggers:` key by hand.",
+        )
+    text = (resources.files("prism") / "templates" / "triggers.yml").read_text("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"Created {path}")
+    click.echo("List the trigger names under TRIGGERS in prism_project.py.")

@@ -127,7 +127,7 @@ def run_request(
 
     level = level_from_name(log_level)
     text = TextRenderer(
-        sys.stdout if log_format == "text" else _NullStream(),
+        sys.stdout if log_format == "text" else None,
         level=level,
         full_tb=full_tb,
         log_file=log_file,
@@ -167,17 +167,6 @@ def run_request(
             )
         sink(finished)
     return finished.exit_code
-
-
-class _NullStream:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
 
 
 @contextlib.contextmanager

@@ -97,7 +97,7 @@ def capture_output(renderer: JsonRenderer) -> Iterator[None]:
         _ThreadLineWriter(renderer, "stderr"),
     )
     original = (sys.stdout, sys.stderr)
-    sys.stdout, sys.stderr = writers  # type: ignore[assignment]
+    sys.stdout, sys.stderr = writers
     try:
         yield
     finally:

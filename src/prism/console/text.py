@@ -65,11 +65,14 @@ def wants_colour(stream: TextIO) -> bool:
 
 
 class TextRenderer:
-    """An event sink that prints events for people."""
+    """An event sink that prints events for people.
+
+    With `stream` None, lines go only to `log_file`.
+    """
 
     def __init__(
         self,
-        stream: TextIO,
+        stream: TextIO | None,
         *,
         level: int = logging.INFO,
         full_tb: bool = False,
@@ -87,7 +90,9 @@ class TextRenderer:
         self._project: Path | None = None
         self._slug = ""
         self._console: Any = None
-        if colour if colour is not None else wants_colour(stream):
+        if stream is not None and (
+            colour if colour is not None else wants_colour(stream)
+        ):
             from rich.console import Console
 
             self._console = Console(file=stream, highlight=False, soft_wrap=True)
@@ -268,6 +273,8 @@ class TextRenderer:
         head = f"{self._prefix}{stamp} | {_LEVEL_NAMES.get(level, 'INFO ')} | "
         if self._log_file is not None:
             self._log_file.write(f"{head}{message}\n")
+        if self._stream is None:
+            return
         if self._console is None:
             self._stream.write(f"{head}{message}\n")
             self._stream.flush()
@@ -285,8 +292,9 @@ class TextRenderer:
     def _raw(self, line: str) -> None:
         if self._log_file is not None:
             self._log_file.write(f"{self._prefix}{line}\n")
-        self._stream.write(f"{self._prefix}{line}\n")
-        self._stream.flush()
+        if self._stream is not None:
+            self._stream.write(f"{self._prefix}{line}\n")
+            self._stream.flush()
 
 
 def _first_line(text: str) -> str:

@@ -103,6 +103,40 @@ def load_project(root: Path, overrides: dict[str, Any] | None = None) -> Project
     return project
 
 
+def read_triggers_path(root: Path) -> Path:
+    """Return the triggers file that `TRIGGERS_YML_PATH` names, or the default.
+
+    The value is read from the file's syntax tree, so nothing is executed. A plain
+    string and `Path(__file__).parent / "name"` are understood; any other value
+    falls back to `triggers.yml` beside prism_project.py.
+    """
+    import ast
+
+    tree = ast.parse((root / PROJECT_FILE).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if not (
+            isinstance(node, ast.Assign)
+            and any(
+                isinstance(target, ast.Name) and target.id == "TRIGGERS_YML_PATH"
+                for target in node.targets
+            )
+        ):
+            continue
+        value = node.value
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            path = Path(value.value)
+            return path if path.is_absolute() else root / path
+        if (
+            isinstance(value, ast.BinOp)
+            and isinstance(value.op, ast.Div)
+            and ast.unparse(value.left) == "Path(__file__).parent"
+            and isinstance(value.right, ast.Constant)
+            and isinstance(value.right.value, str)
+        ):
+            return root / value.right.value
+    return root / "triggers.yml"
+
+
 def apply_sys_paths(project: Project) -> None:
     """Put the project folder and `SYS_PATH_CONF` at the front of `sys.path`."""
     for path in reversed((project.root, *project.sys_paths)):
