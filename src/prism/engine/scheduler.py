@@ -1,8 +1,8 @@
 """Running the planned tasks in dependency order on `THREADS` workers.
 
-A task is handed to a worker the moment its last upstream task finishes; the
-main thread only waits for results, so Ctrl-C reaches it at once. With one
-thread, tasks run in the main thread itself. When a task fails after its
+A task becomes ready the moment its last upstream task finishes, and the next
+free worker takes it. The main thread only waits for the end, so Ctrl-C reaches
+it at once. With one thread, tasks run in the main thread itself. When a task fails after its
 retries, its downstream tasks are reported as skipped and independent tasks
 keep running.
 """
@@ -10,7 +10,6 @@ keep running.
 from __future__ import annotations
 
 import heapq
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -103,6 +102,7 @@ class Scheduler:
         self._outputs_lock = threading.Lock()
         self._load_locks = {task_id: threading.Lock() for task_id in plan.load_only}
         self._stop = threading.Event()
+        self._lock = threading.Condition()
         self._finished: set[str] = set()
         self._running: dict[str, int] = {}
         self._started_at: dict[str, float] = {}
@@ -136,12 +136,14 @@ class Scheduler:
             self._finish(self._execute(task_id), ready, waiting)
 
     def _run_pool(self, ready: list[int], waiting: dict[str, int]) -> None:
-        work: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        results: queue.SimpleQueue[_Result] = queue.SimpleQueue()
+        # Workers take ready tasks themselves and record results under one lock,
+        # so no task waits for the main thread; the main thread only waits for
+        # the end, in short slices that let Ctrl-C through.
+        finished = threading.Event()
         workers = [
             threading.Thread(
                 target=self._work,
-                args=(work, results),
+                args=(ready, waiting, finished),
                 name=f"prism-worker-{i}",
                 daemon=True,
             )
@@ -149,32 +151,35 @@ class Scheduler:
         ]
         for worker in workers:
             worker.start()
-        while True:
-            while ready and len(self._running) < self._threads:
-                task_id = self._plan.execute[heapq.heappop(ready)]
-                if task_id not in self._finished:
-                    self._start(task_id)
-                    work.put(task_id)
-            if not self._running:
-                break
-            self._finish(self._next_result(results), ready, waiting)
-        for _ in workers:
-            work.put(None)
-
-    @staticmethod
-    def _next_result(results: queue.SimpleQueue[_Result]) -> _Result:
-        # A bounded wait keeps the main thread responsive to Ctrl-C on every platform.
-        while True:
-            try:
-                return results.get(timeout=0.5)
-            except queue.Empty:
-                continue
+        while not finished.wait(timeout=0.5):
+            pass
 
     def _work(
-        self, work: queue.SimpleQueue[str | None], results: queue.SimpleQueue[_Result]
+        self, ready: list[int], waiting: dict[str, int], finished: threading.Event
     ) -> None:
-        while (task_id := work.get()) is not None:
-            results.put(self._execute(task_id))
+        while True:
+            with self._lock:
+                task_id = self._take_ready(ready)
+                while task_id is None and self._running and not self._stop.is_set():
+                    self._lock.wait()
+                    task_id = self._take_ready(ready)
+                if task_id is None or self._stop.is_set():
+                    finished.set()
+                    self._lock.notify_all()
+                    return
+                self._start(task_id)
+            result = self._execute(task_id)
+            with self._lock:
+                if result.task in self._running:
+                    self._finish(result, ready, waiting)
+                self._lock.notify_all()
+
+    def _take_ready(self, ready: list[int]) -> str | None:
+        while ready:
+            task_id = self._plan.execute[heapq.heappop(ready)]
+            if task_id not in self._finished:
+                return task_id
+        return None
 
     def _start(self, task_id: str) -> None:
         self._last_index += 1
@@ -238,6 +243,11 @@ class Scheduler:
 
     def _interrupt(self) -> None:
         self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+            self._report_interrupted()
+
+    def _report_interrupted(self) -> None:
         self.outcome.interrupted = True
         now = time.perf_counter()
         for task_id, index in list(self._running.items()):
