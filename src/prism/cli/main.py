@@ -33,7 +33,7 @@ def log_options(func: F) -> F:
         type=click.Choice(LOG_LEVELS, case_sensitive=False),
         default="info",
         show_default=True,
-        help="Least severe level of messages to show.",
+        help="Minimum level of the messages to show.",
     )(func)
     return func
 

@@ -102,9 +102,21 @@ def run(
         full_refresh=full_refresh,
         overrides=overrides,
     )
+    _stop_on_sigterm()
     with _open_log_file(Path.cwd() / "logs.log") as log_file:
         exit_code = run_request(request, log_format, log_level, full_tb, log_file)
     sys.exit(exit_code)
+
+
+def _stop_on_sigterm() -> None:
+    # `docker stop`, `kill` and an agent stopping a remote run send SIGTERM; end
+    # the run the way Ctrl-C does, so it is reported and exits 130.
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def run_request(

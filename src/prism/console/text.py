@@ -1,8 +1,8 @@
 """Rendering run events as lines for people: `HH:MM:SS | LEVEL | message`.
 
 Colour comes from rich and is used only on a terminal, never when `NO_COLOR` is
-set; without colour, lines are written straight to the stream, which keeps
-large runs cheap. Every line also goes, without colour, to the log file.
+set. Without colour, lines are written straight to the stream, because that
+keeps large runs cheap. Every line also goes, without colour, to the log file.
 """
 
 from __future__ import annotations

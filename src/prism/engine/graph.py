@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 class Graph:
     """Tasks with their resolved upstream and downstream ids.
 
-    `order` lists every task in a valid run order; among tasks that are ready at
+    `order` lists every task in a valid run order. Among tasks that are ready at
     the same time, the one defined first (by module path, then line) comes first.
     """
 

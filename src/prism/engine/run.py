@@ -36,7 +36,7 @@ EXIT_INTERRUPTED = 130
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What `prism run` was asked to do."""
+    """The selection, flags and overrides of one `prism run`."""
 
     cwd: Path
     selectors: tuple[str, ...] = ()

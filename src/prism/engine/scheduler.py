@@ -42,7 +42,7 @@ __all__ = ["Outcome", "Scheduler", "TaskRefs"]
 
 @dataclass
 class Outcome:
-    """What happened to the planned tasks."""
+    """The result of a run: task counts, failed tasks, whether it was interrupted."""
 
     counts: dict[str, int] = field(
         default_factory=lambda: {"done": 0, "failed": 0, "skipped": 0, "not_run": 0}
@@ -137,8 +137,8 @@ class Scheduler:
 
     def _run_pool(self, ready: list[int], waiting: dict[str, int]) -> None:
         # Workers take ready tasks themselves and record results under one lock,
-        # so no task waits for the main thread; the main thread only waits for
-        # the end, in short slices that let Ctrl-C through.
+        # so no task waits for the main thread. The main thread waits for the end
+        # in short slices, which lets Ctrl-C through.
         finished = threading.Event()
         workers = [
             threading.Thread(
