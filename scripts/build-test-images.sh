@@ -17,9 +17,10 @@
 # The sshd image reads its authorized keys at container start from either:
 #   - a file mounted at /etc/prism-test/authorized_keys (read-only is fine), or
 #   - the environment variable SSH_AUTHORIZED_KEYS (one or more key lines).
-# It installs them for root and for the user prism (uid 1000). Host keys are
-# generated at container start. SSHD_LISTEN_ADDRESS (default 0.0.0.0) and
-# SSHD_PORT (default 22) set where sshd listens, for `--network host`. Examples:
+# It installs them for root and for the user prism (uid 1000). Host keys
+# (ed25519 and ECDSA) are generated at container start. SSHD_LISTEN_ADDRESS
+# (default 0.0.0.0) and SSHD_PORT (default 22) set where sshd listens, for
+# `--network host`. Examples:
 #   docker run -d -p 127.0.0.1:2222:22 \
 #     -v "$PWD/id.pub:/etc/prism-test/authorized_keys:ro" prism-test/sshd:bookworm
 #   docker run -d --network host -e SSHD_LISTEN_ADDRESS=127.0.0.1 -e SSHD_PORT=2222 \
@@ -37,7 +38,7 @@ readonly SSHD_IMAGE=prism-test/sshd:$SUITE
 readonly SPARK_IMAGE=prism-test/spark:$SUITE
 readonly BASE_PACKAGES=python3,python3-venv,ca-certificates
 # Bump when the rootfs recipe below changes, so the cached tarball is rebuilt.
-readonly ROOTFS_RECIPE_VERSION=1
+readonly ROOTFS_RECIPE_VERSION=2
 readonly CACHE_DIR="${PRISM_TEST_CACHE:-/var/cache/prism-test}"
 readonly ROOTFS_TAR="$CACHE_DIR/rootfs-$SUITE-minbase-v$ROOTFS_RECIPE_VERSION.tar"
 
@@ -46,6 +47,7 @@ readonly ROOTFS_TAR="$CACHE_DIR/rootfs-$SUITE-minbase-v$ROOTFS_RECIPE_VERSION.ta
 export DOCKER_BUILDKIT=0
 
 WORK_DIR=""
+REPLACED_IMAGE_IDS=()
 
 log() { printf 'build-test-images: %s\n' "$*" >&2; }
 
@@ -69,6 +71,7 @@ cleanup() {
   done
   rm -rf --one-file-system "$WORK_DIR"
   WORK_DIR=""
+REPLACED_IMAGE_IDS=()
 }
 
 # Print the URI of the Debian archive that apt on this machine uses for $1.
@@ -117,6 +120,10 @@ write_apt_sources() {
 # install, no recommends, no docs, no host-specific files, no apt lists.
 configure_rootfs() {
   local rootfs=$1 mirror=$2
+  if [[ -z $rootfs || "$(realpath "$rootfs")" == / || ! -d $rootfs/etc/apt ]]; then
+    log "refusing to configure '$rootfs': not a debootstrap rootfs"
+    exit 1
+  fi
   write_apt_sources "$rootfs" "$mirror"
   printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
   chmod 755 "$rootfs/usr/sbin/policy-rc.d"
@@ -130,7 +137,16 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 path-include /usr/share/locale/locale.alias
 EOF
+  # The same cleanup as the docker-clean file of Debian's official images.
+  cat >"$rootfs/etc/apt/apt.conf.d/90prism-test-clean" <<'EOF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+EOF
   find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+  find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias \
+    -exec rm -rf {} +
   rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/*
   # openjdk's postinst fails when this directory is missing.
   mkdir -p "$rootfs/usr/share/man/man1"
@@ -161,6 +177,8 @@ build_rootfs_tarball() {
   start=$(now)
   tar --numeric-owner -C "$rootfs" -cf "$ROOTFS_TAR.tmp" .
   mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
+  find "$CACHE_DIR" -maxdepth 1 -name "rootfs-$SUITE-minbase-v*.tar" \
+    -not -path "$ROOTFS_TAR" -delete
   log "rootfs tarball $ROOTFS_TAR ($(du -h "$ROOTFS_TAR" | cut -f1)) took $(elapsed_since "$start") s"
   cleanup
 }
@@ -187,6 +205,7 @@ write_sshd_context() {
 FROM $BASE_IMAGE
 RUN apt-get update \\
  && apt-get install -y openssh-server rsync tini \\
+ && apt-get clean \\
  && rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*_key* \\
  && useradd --create-home --uid 1000 --shell /bin/bash prism \\
  && mkdir -p /run/sshd /etc/prism-test
@@ -203,6 +222,8 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UseDNS no
+HostKey /etc/ssh/ssh_host_ed25519_key
+HostKey /etc/ssh/ssh_host_ecdsa_key
 EOF
   cat >"$context/start-sshd" <<'EOF'
 #!/bin/sh
@@ -233,7 +254,13 @@ install_keys /home/prism prism
 if [ ! -s /root/.ssh/authorized_keys ]; then
   echo "prism-test-start-sshd: no key in $keys_file or SSH_AUTHORIZED_KEYS; no login will work" >&2
 fi
-ssh-keygen -A >/dev/null
+# No RSA host key: generating one takes about a second at each start.
+for key_type in ed25519 ecdsa; do
+  key_file="/etc/ssh/ssh_host_${key_type}_key"
+  if [ ! -f "$key_file" ]; then
+    ssh-keygen -q -N '' -t "$key_type" -f "$key_file"
+  fi
+done
 mkdir -p /run/sshd
 exec /usr/sbin/sshd -D -e -o "ListenAddress=$address:$port"
 EOF
@@ -246,6 +273,7 @@ write_spark_context() {
 FROM $SSHD_IMAGE
 RUN apt-get update \\
  && apt-get install -y openjdk-17-jre-headless procps \\
+ && apt-get clean \\
  && rm -rf /var/lib/apt/lists/* \\
  && ln -s "\$(dirname "\$(dirname "\$(readlink -f /usr/bin/java)")")" /usr/lib/jvm/java-17 \\
  && echo JAVA_HOME=/usr/lib/jvm/java-17 >>/etc/environment
@@ -274,14 +302,27 @@ build_with_dockerfile() {
 }
 
 ensure_image() {
-  local image=$1 builder=$2
+  local image=$1 builder=$2 old_id
   shift 2
-  if [[ $FORCE == false ]] && image_exists "$image"; then
-    log "$image exists ($(image_size "$image")), skipping"
-    return
+  if image_exists "$image"; then
+    if [[ $FORCE == false ]]; then
+      log "$image exists ($(image_size "$image")), skipping"
+      return
+    fi
+    old_id=$(docker image inspect --format '{{.Id}}' "$image")
+    REPLACED_IMAGE_IDS=("$old_id" "${REPLACED_IMAGE_IDS[@]}")
   fi
   "$builder" "$@"
   log "$image built ($(image_size "$image"))"
+}
+
+# Remove the images that --force replaced, children first. An image that a
+# container or another tag still uses stays.
+remove_replaced_images() {
+  local image_id
+  for image_id in "${REPLACED_IMAGE_IDS[@]}"; do
+    docker rmi "$image_id" >/dev/null 2>&1 || true
+  done
 }
 
 main() {
@@ -315,6 +356,7 @@ main() {
   if [[ $with_spark == true ]]; then
     ensure_image "$SPARK_IMAGE" build_with_dockerfile "$SPARK_IMAGE" write_spark_context
   fi
+  remove_replaced_images
   log "done in $(elapsed_since "$start") s"
 }
 

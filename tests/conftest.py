@@ -15,7 +15,7 @@ import pytest
 
 DEFAULT_PRISM_PROJECT = "THREADS = 1\n"
 
-# Variables that change how Prism renders output; each test sets them explicitly.
+# Variables that change how Prism renders output. Tests that need one set it.
 _OUTPUT_VARIABLES = ("NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE", "TERM")
 
 MakeProject = Callable[..., Path]
@@ -23,7 +23,7 @@ RunPrism = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 def prism_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Return the environment for a Prism subprocess: wide, colourless, no pipes."""
+    """Return a subprocess environment with a wide console and no colour variables."""
     env = {k: v for k, v in os.environ.items() if k not in _OUTPUT_VARIABLES}
     env["COLUMNS"] = "200"
     env["PYTHONUNBUFFERED"] = "1"

@@ -358,7 +358,7 @@ def test_ref_with_py_suffix_works_with_warning(make_project, run_prism):
     assert warning_count(result.stdout) > warning_count(baseline.stdout)
 
 
-def test_missing_profile_file_does_not_stop_run(make_project, run_prism):
+def test_missing_profile_file_is_tolerated(make_project, run_prism):
     project = legacy_project(make_project)
 
     result = run_prism("run", cwd=project)

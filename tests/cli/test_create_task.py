@@ -61,7 +61,7 @@ def test_create_task_dir_uses_subfolder(project, run_prism):
     assert not (project / "tasks/load_data.py").exists()
 
 
-def test_create_task_default_name_is_new_task(project, run_prism):
+def test_create_task_defaults_to_new_task(project, run_prism):
     result = run_prism("create", "task", cwd=project)
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -122,7 +122,7 @@ def test_created_stub_in_subfolder_runs(project, run_prism):
     assert finished["extract/load_data.LoadData"]["status"] == "done"
 
 
-def test_create_task_from_subfolder_writes_into_tasks(project, run_prism):
+def test_create_task_works_from_subfolder(project, run_prism):
     result = run_prism("create", "task", "--name", "load_data", cwd=project / "tasks")
 
     assert result.returncode == 0, result.stdout + result.stderr

@@ -145,15 +145,18 @@ def test_ref_to_unknown_module_exits_two(make_project, run_prism):
 
 def test_ref_to_unknown_task_exits_two(make_project, run_prism):
     project = make_project(
-        {"tasks/a.py": recording_task("A"), "tasks/b.py": ref_task("tasks.ref('a.Z')")}
+        {
+            "tasks/a.py": recording_task("A"),
+            "tasks/b.py": ref_task("tasks.ref('a.Missing')"),
+        }
     )
 
     result = run_prism("run", cwd=project)
 
-    assert_usage_error(result, "a.Z", "tasks/b.py:6")
+    assert_usage_error(result, "Missing", "tasks/b.py:6")
 
 
-def test_ref_to_module_with_several_tasks_exits_two(make_project, run_prism):
+def test_ambiguous_module_ref_exits_two(make_project, run_prism):
     project = make_project(
         {
             "tasks/pair.py": """\
@@ -251,7 +254,7 @@ def test_cycle_names_its_tasks(make_project, run_prism):
     assert ran_tasks(project) == []
 
 
-def test_cycle_message_leaves_out_tasks_outside_it(make_project, run_prism):
+def test_cycle_message_omits_outside_tasks(make_project, run_prism):
     project = make_project(
         {
             "tasks/a.py": recording_task("A", "b"),
@@ -450,7 +453,7 @@ def test_triggers_setting_with_unknown_key_exits_two(make_project, run_prism):
     assert_usage_error(result, "TRIGGERS")
 
 
-def test_config_error_ends_json_stream_with_run_finished(make_project, run_prism):
+def test_config_error_emits_run_finished(make_project, run_prism):
     project = make_project({"tasks/b.py": ref_task("tasks.ref('nowhere')")})
 
     result = run_prism("run", "--log-format", "json", cwd=project)

@@ -14,6 +14,8 @@ import termios
 import time
 from pathlib import Path
 
+import pytest
+
 import prism
 from tests.conftest import (
     events,
@@ -106,6 +108,24 @@ def two_task_chain(make_project):
 
 def test_version_flag_prints_version(tmp_path, run_prism):
     result = run_prism("--version", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == f"prism, version {prism.__version__}"
+
+
+def test_console_script_prints_version(tmp_path):
+    script = Path(sys.executable).with_name("prism")
+    if not script.exists():
+        pytest.skip(f"no prism console script next to {sys.executable}")
+
+    result = subprocess.run(
+        [str(script), "--version"],
+        cwd=tmp_path,
+        env=prism_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == f"prism, version {prism.__version__}"
@@ -314,7 +334,7 @@ def test_logs_log_is_appended(make_project, run_prism):
     assert len(second) > len(first)
 
 
-def test_logs_log_has_no_ansi_after_terminal_run(make_project):
+def test_logs_log_strips_terminal_colors(make_project):
     project = make_project(
         {"tasks/a.py": FAILING_TASK, "tasks/b.py": recording_task("B", "a")}
     )
@@ -327,7 +347,7 @@ def test_logs_log_has_no_ansi_after_terminal_run(make_project):
     assert "\x1b" not in log
 
 
-def test_json_stream_starts_and_ends_with_run_events(make_project, run_prism):
+def test_json_stream_bounded_by_run_events(make_project, run_prism):
     project = two_task_chain(make_project)
 
     result = run_prism("run", *JSON, cwd=project)

@@ -154,7 +154,7 @@ def test_retried_task_keeps_its_id(make_project, run_prism):
     assert "a.A" in task_ids
 
 
-def test_retried_task_id_has_no_suffix_in_text(make_project, run_prism):
+def test_text_output_omits_retry_suffix(make_project, run_prism):
     project = make_project({"tasks/a.py": flaky_class_task(2, 0, succeed_on=3)})
 
     result = run_prism("run", cwd=project)

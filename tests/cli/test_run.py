@@ -16,7 +16,7 @@ from tests.conftest import (
 JSON = ("--log-format", "json")
 
 
-def test_run_exits_zero_when_all_tasks_succeed(make_project, run_prism):
+def test_successful_run_exits_zero(make_project, run_prism):
     project = make_project({"tasks/a.py": recording_task("A")})
 
     result = run_prism("run", cwd=project)
@@ -144,7 +144,7 @@ def test_ref_to_nested_module_resolves(make_project, run_prism):
     assert (project / "output/b.txt").read_text() == "A+B"
 
 
-def test_ref_inside_nested_helper_code_is_found(make_project, run_prism):
+def test_ref_in_nested_function_found(make_project, run_prism):
     project = make_project(
         {
             "tasks/a.py": recording_task("A"),
@@ -356,7 +356,7 @@ def test_run_started_lists_tasks_in_run_order(make_project, run_prism):
     assert started["total"] == 3
 
 
-def test_single_thread_runs_tasks_one_at_a_time(make_project, run_prism):
+def test_single_thread_never_overlaps_tasks(make_project, run_prism):
     files = {f"tasks/t{i}.py": recording_task(f"T{i}") for i in range(4)}
     project = make_project(files)
 
@@ -371,7 +371,7 @@ def test_single_thread_runs_tasks_one_at_a_time(make_project, run_prism):
     assert lifecycle == ["task_started", "task_finished"] * 4
 
 
-def test_ready_task_does_not_wait_for_slow_task(make_project, run_prism):
+def test_ready_task_not_blocked_by_slow_task(make_project, run_prism):
     project = make_project(
         {
             "tasks/a.py": recording_task("A"),
@@ -412,7 +412,7 @@ def test_ready_task_does_not_wait_for_slow_task(make_project, run_prism):
     assert finished_by_task(events(result.stdout))["c.C"]["status"] == "done"
 
 
-def test_independent_task_not_queued_behind_waiting_task(make_project, run_prism):
+def test_independent_task_not_blocked_by_dispatch(make_project, run_prism):
     # Every valid order has `b` waiting for `a`, and `a` only finishes once the
     # independent `c` has started, so a dispatcher that blocks on `b` times out.
     project = make_project(
@@ -569,7 +569,7 @@ def test_var_is_visible_on_prism_project(make_project, run_prism):
     assert (project / "value.txt").read_text() == "'blue'"
 
 
-def test_var_value_keeps_text_after_first_equals(make_project, run_prism):
+def test_var_value_keeps_later_equals(make_project, run_prism):
     project = make_project(
         {
             "tasks/a.py": """

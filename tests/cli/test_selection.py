@@ -179,7 +179,7 @@ def test_all_downstream_runs_descendants(make_project, run_prism):
     assert ran_tasks(project) == ["A", "B", "C"]
 
 
-def test_all_downstream_runs_other_ancestors_of_descendants(make_project, run_prism):
+def test_all_downstream_adds_descendant_ancestors(make_project, run_prism):
     project = make_project(
         {
             "tasks/a.py": recording_task("A"),

@@ -129,7 +129,7 @@ def test_failing_on_success_trigger_exits_one(make_project, run_prism):
     assert of_type(events(result.stdout), "run_finished")[0]["exit_code"] == 1
 
 
-def test_failing_trigger_does_not_stop_later_ones(make_project, run_prism):
+def test_later_triggers_run_after_failure(make_project, run_prism):
     project = trigger_project(
         make_project, FAILING_TASK, [], ["explode", "mark_failure"]
     )

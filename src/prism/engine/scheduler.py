@@ -2,9 +2,9 @@
 
 A task becomes ready the moment its last upstream task finishes, and the next
 free worker takes it. The main thread only waits for the end, so Ctrl-C reaches
-it at once. With one thread, tasks run in the main thread itself. When a task fails after its
-retries, its downstream tasks are reported as skipped and independent tasks
-keep running.
+it at once. With one thread, tasks run in the main thread itself. When a task
+fails after its retries, its downstream tasks are reported as skipped and
+independent tasks keep running.
 """
 
 from __future__ import annotations
