@@ -93,13 +93,14 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
+    from prism.cli import agent, create, init, run
     from prism.cli import compile as compile_command
-    from prism.cli import create, init, run
 
     cli.add_command(init.init)
     cli.add_command(run.run)
     cli.add_command(compile_command.compile_)
     cli.add_command(create.create)
+    cli.add_command(agent.agent)
 
 
 _register_commands()

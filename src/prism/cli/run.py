@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -103,7 +104,10 @@ def run(
         overrides=overrides,
     )
     _stop_on_sigterm()
-    with _open_log_file(Path.cwd() / "logs.log") as log_file:
+    # An agent's far side sets PRISM_NO_LOG_FILE: the client keeps the log, with
+    # secrets masked, so no copy is left on the agent.
+    log_path = None if os.environ.get("PRISM_NO_LOG_FILE") else Path.cwd() / "logs.log"
+    with _open_log_file(log_path) as log_file:
         exit_code = run_request(request, log_format, log_level, full_tb, log_file)
     sys.exit(exit_code)
 
@@ -182,9 +186,12 @@ def run_request(
 
 
 @contextlib.contextmanager
-def _open_log_file(path: Path) -> Iterator[TextIO | None]:
+def _open_log_file(path: Path | None) -> Iterator[TextIO | None]:
     # The log file is a convenience, so a folder that is not writable must not
     # stop the run.
+    if path is None:
+        yield None
+        return
     try:
         stream = path.open("a", encoding="utf-8")
     except OSError:

@@ -109,6 +109,7 @@ class TaskFinished:
     reason: str | None = None
     upstream: str | None = None
     error: ErrorInfo | None = None
+    targets: tuple[str, ...] = ()
     time: float = field(default_factory=time.time)
 
 
@@ -184,7 +185,7 @@ def event_from_dict(data: dict[str, Any]) -> Event | None:
             values[key] = ErrorInfo(
                 **{k: v for k, v in values[key].items() if k in error_fields}
             )
-    for key in ("tasks", "failed"):
+    for key in ("tasks", "failed", "targets"):
         if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     event: Event = cls(**values)

@@ -160,6 +160,7 @@ class Attempt:
 
     status: Literal["done", "skipped"]
     output: Any
+    written: tuple[str, ...] = ()
 
 
 def run_attempt(
@@ -180,7 +181,9 @@ def run_attempt(
         result = instance.run(tasks_api, hooks)
     else:
         result = task.obj(tasks_api, hooks)
-    return Attempt(status="done", output=_save_targets(task, result, hooks))
+    output = _save_targets(task, result, hooks)
+    written = tuple(str(Path(target.loc).resolve()) for target in task.targets)
+    return Attempt(status="done", output=output, written=written)
 
 
 def _save_targets(task: LoadedTask, result: Any, hooks: Any) -> Any:

@@ -60,6 +60,7 @@ class _Result:
     output: Any = None
     reason: str | None = None
     error: ErrorInfo | None = None
+    written: tuple[str, ...] = ()
 
 
 class TaskRefs:
@@ -209,6 +210,7 @@ class Scheduler:
                 attempts=result.attempts,
                 reason=result.reason,
                 error=result.error,
+                targets=result.written,
             )
         )
         if result.status == "failed":
@@ -308,6 +310,7 @@ class Scheduler:
                 attempts=attempts if attempt.status == "done" else 0,
                 output=attempt.output,
                 reason="done" if attempt.status == "skipped" else None,
+                written=attempt.written,
             )
 
     def _announce_retry(self, task: LoadedTask, attempt: int, error: Exception) -> None:

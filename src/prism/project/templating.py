@@ -15,7 +15,7 @@ from typing import Any
 
 from prism.errors import ConfigError
 
-__all__ = ["render_yaml_file"]
+__all__ = ["parse_yaml", "render_yaml_file"]
 
 
 def render_yaml_file(
@@ -32,11 +32,19 @@ def render_yaml_file(
     if not path.is_file():
         raise ConfigError(f"{path} does not exist")
     rendered = _render(path, extra or {})
+    return parse_yaml(path, rendered)
 
+
+def parse_yaml(path: Path, text: str) -> dict[str, Any]:
+    """Parse `text`, read from `path`, as a YAML mapping; empty text gives {}.
+
+    Raises:
+        ConfigError: the text is not valid YAML or not a mapping.
+    """
     import yaml
 
     try:
-        data = yaml.safe_load(rendered)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

@@ -1,0 +1,33 @@
+"""Agents: the same project, run inside another runtime environment."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from prism.agents.base import Agent, ApplyResult, StatusReport
+from prism.agents.config import AgentConfig, load_agent_file
+
+__all__ = [
+    "AGENT_TYPES",
+    "Agent",
+    "AgentConfig",
+    "ApplyResult",
+    "StatusReport",
+    "create_agent",
+    "load_agent_file",
+]
+
+# Agent type name to "module:Class"; a module is imported only when its type is
+# used, because SDKs such as docker take a while to import.
+AGENT_TYPES: dict[str, str] = {
+    "venv": "prism.agents.venv:VenvAgent",
+    "docker": "prism.agents.docker:DockerAgent",
+}
+
+
+def create_agent(config: AgentConfig, project_root: Path) -> Agent:
+    """Return the agent object for a validated agent file."""
+    module_name, _, class_name = AGENT_TYPES[config.type].partition(":")
+    cls: type[Agent] = getattr(importlib.import_module(module_name), class_name)
+    return cls(config, project_root)

@@ -1,0 +1,233 @@
+"""The interface every agent type implements, and the behaviour they share.
+
+An agent type subclasses `Agent` and fills in the private hooks. The public
+methods add what every type needs: a log line and timing per step, the state
+database, run records, secret masking and the exit code.
+
+Implementers must guarantee:
+
+- `_apply` is idempotent and can be re-run after a crash or Ctrl-C at any point;
+  it finds and reuses or replaces what an interrupted apply left behind.
+- `_start` starts the far side and returns a function that streams its events
+  as they arrive, copies outputs back even when the run fails, returns the
+  closing event, and leaves nothing running when it returns or raises, including
+  on KeyboardInterrupt.
+- `_delete` removes everything the agent created, and nothing else.
+- No `env` value is ever written to disk, an image, the state database or a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from prism.agents.config import AgentConfig, resolve_env, secret_values
+from prism.agents.state import State
+from prism.agents.stream import mask_secrets
+from prism.engine.events import EventSink, RunFinished
+from prism.errors import ConfigError
+
+__all__ = ["Agent", "ApplyResult", "StartedRun", "StatusReport"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What `apply` did: `changed` is False when everything was already in place."""
+
+    changed: bool
+    summary: str
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """What exists for an agent, as label and value pairs for display."""
+
+    name: str
+    type: str
+    exists: bool
+    fields: tuple[tuple[str, str], ...]
+
+
+class Agent(ABC):
+    """One agent of one project, described by its agent file."""
+
+    type: ClassVar[str]
+
+    def __init__(self, config: AgentConfig, project_root: Path) -> None:
+        self.config = config
+        self.name = config.name
+        self.project_root = project_root
+        self.state = State(project_root)
+
+    def fingerprint(self) -> str:
+        """Return the hash of everything that shapes the environment."""
+        return self.config.fingerprint(*self._fingerprint_parts())
+
+    def apply(self) -> ApplyResult:
+        """Create or update the environment; do nothing if it is up to date."""
+        fingerprint = self.fingerprint()
+        record = self.state.agent(self.name)
+        if (
+            record
+            and record.fingerprint == fingerprint
+            and self._is_current(fingerprint)
+        ):
+            return ApplyResult(
+                False, f"Agent {self.name} is up to date; nothing to do."
+            )
+        with self.step(f"Applying agent {self.name} ({self.type})"):
+            summary = self._apply(fingerprint)
+        self.state.save_agent(self.name, self.type, str(self.config.path), fingerprint)
+        return ApplyResult(True, summary)
+
+    def run(self, run_args: list[str], sink: EventSink) -> int:
+        """Run the project on the agent with `prism run` flags; return its exit code.
+
+        Every event reaches `sink` with secret values masked, `run_finished` last.
+        """
+        return self.start(run_args).wait(sink)
+
+    def start(self, run_args: list[str]) -> StartedRun:
+        """Check the agent, then start the project on it with `prism run` flags.
+
+        Starting before the caller sets up its output lets the far side boot while
+        the client gets ready to render events.
+        """
+        fingerprint = self.fingerprint()
+        record = self.state.agent(self.name)
+        apply_hint = f"Run `prism agent apply -f {self.config.path}` first."
+        if record is None:
+            raise ConfigError(
+                f"Agent {self.name} has not been applied",
+                hint=f"{apply_hint} `prism agent build` applies and runs.",
+            )
+        if record.fingerprint != fingerprint:
+            raise ConfigError(
+                f"Agent {self.name} changed since it was applied (its file, its "
+                "requirements or Prism itself)",
+                hint=apply_hint,
+            )
+        if not self._is_current(fingerprint):
+            raise ConfigError(
+                f"The environment of agent {self.name} no longer exists",
+                hint=apply_hint,
+            )
+        env = resolve_env(self.config)
+        secrets = secret_values(self.config, env)
+        run_id = self.state.start_run(
+            self.name, shlex.join(["prism", "run", *run_args])
+        )
+        try:
+            stream = self._start(run_args, env)
+        except BaseException:
+            self.state.finish_run(run_id, 1)
+            raise
+        return StartedRun(self.state, run_id, secrets, stream)
+
+    def delete(self) -> list[str]:
+        """Remove everything the agent created; return a line per thing removed."""
+        removed = self._delete()
+        self.state.forget_agent(self.name)
+        return removed
+
+    def status(self) -> StatusReport:
+        """Describe what exists for this agent and its last run."""
+        record = self.state.agent(self.name)
+        fields = list(self._status())
+        if record is not None and record.applied_at:
+            fields.append(("applied", _format_time(record.applied_at)))
+            fields.append(("fingerprint", (record.fingerprint or "")[:12]))
+        last = self.state.last_run(self.name)
+        if last is not None:
+            result = (
+                "running or stopped"
+                if last.exit_code is None
+                else (f"exit {last.exit_code}")
+            )
+            fields.append(("last run", f"{_format_time(last.started_at)}, {result}"))
+        return StatusReport(
+            name=self.name,
+            type=self.type,
+            exists=self._is_current(record.fingerprint) if record else False,
+            fields=tuple(fields),
+        )
+
+    @contextmanager
+    def step(self, description: str) -> Iterator[None]:
+        """Log the start and the duration of one lifecycle step."""
+        logger.info("%s ...", description)
+        started = time.perf_counter()
+        yield
+        logger.info("%s: done in %.1fs", description, time.perf_counter() - started)
+
+    @abstractmethod
+    def _fingerprint_parts(self) -> tuple[str, ...]:
+        """Return what, beyond the agent file, shapes the environment."""
+
+    @abstractmethod
+    def _is_current(self, fingerprint: str | None) -> bool:
+        """Return True when the environment built for `fingerprint` exists."""
+
+    @abstractmethod
+    def _apply(self, fingerprint: str) -> str:
+        """Build the environment for `fingerprint`; return a one-line summary."""
+
+    @abstractmethod
+    def _start(
+        self, run_args: list[str], env: dict[str, str]
+    ) -> Callable[[EventSink], RunFinished]:
+        """Ship the project and start it; return the function that follows the run.
+
+        The returned function streams events to its sink as they arrive, brings
+        outputs back, and returns the far side's closing event without emitting
+        it. It must leave nothing running, also when interrupted.
+        """
+
+    @abstractmethod
+    def _delete(self) -> list[str]:
+        """Remove what the agent created."""
+
+    @abstractmethod
+    def _status(self) -> list[tuple[str, str]]:
+        """Describe the environment as label and value pairs."""
+
+
+class StartedRun:
+    """A run that has started on an agent; `wait` follows it to the end."""
+
+    def __init__(
+        self,
+        state: State,
+        run_id: int,
+        secrets: frozenset[str],
+        stream: Callable[[EventSink], RunFinished],
+    ) -> None:
+        self._state = state
+        self._run_id = run_id
+        self._secrets = secrets
+        self._stream = stream
+
+    def wait(self, sink: EventSink) -> int:
+        """Stream the run's events to `sink`, secrets masked; return its exit code."""
+        masked = mask_secrets(sink, self._secrets)
+        exit_code = 130
+        try:
+            finished = self._stream(masked)
+            exit_code = finished.exit_code
+        finally:
+            self._state.finish_run(self._run_id, exit_code)
+        masked(finished)
+        return exit_code
+
+
+def _format_time(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))

@@ -1,0 +1,111 @@
+"""Streaming a local subprocess that runs `prism run --log-format json`.
+
+Used by agents whose far side is a process this client starts: the venv agent
+directly, and the SSH-based agents through the `ssh` client.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+from prism.agents.stream import EventReader
+from prism.engine.events import EventSink, RunFinished
+
+__all__ = ["GRACE_SECONDS", "stream_process"]
+
+# How long a stopped run may take to report its interrupted tasks before it is
+# killed.
+GRACE_SECONDS = 10.0
+
+
+def stream_process(
+    process: subprocess.Popen[bytes],
+    sink: EventSink,
+    *,
+    timeout: float | None,
+    stop: Callable[[], None],
+    kill: Callable[[], None],
+) -> RunFinished:
+    """Send the process's events to `sink` as they arrive; return its closing event.
+
+    `stop` asks the far side to end (it reports interrupted tasks), `kill` ends it
+    at once. After `timeout` seconds, or on Ctrl-C, the process is stopped, and
+    killed if it has not ended `GRACE_SECONDS` later. Ctrl-C is re-raised once the
+    process has ended, so nothing is left running.
+    """
+    started = time.perf_counter()
+    reader = EventReader(sink)
+    errors: list[str] = []
+    error_thread = threading.Thread(
+        target=_collect, args=(process.stderr, errors), daemon=True
+    )
+    error_thread.start()
+    timed_out = threading.Event()
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, _expire, args=(timed_out, process, stop, kill))
+        timer.daemon = True
+        timer.start()
+
+    try:
+        assert process.stdout is not None
+        reader.feed(process.stdout)
+        process.wait()
+    except KeyboardInterrupt:
+        _end(process, stop, kill)
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if process.poll() is None:
+            _end(process, stop, kill)
+        error_thread.join(timeout=2)
+
+    duration = time.perf_counter() - started
+    if timed_out.is_set():
+        return RunFinished(
+            exit_code=1,
+            duration=duration,
+            counts=reader.finished.counts if reader.finished else {},
+            error=f"The run timed out after {timeout:g}s and was stopped",
+        )
+    if reader.finished is not None:
+        return reader.finished
+    detail = "\n".join(errors[-20:]).strip()
+    return RunFinished(
+        exit_code=process.returncode if process.returncode > 0 else 1,
+        duration=duration,
+        counts={},
+        error=detail
+        or f"The run ended with exit code {process.returncode} "
+        "without reporting a result",
+    )
+
+
+def _collect(stream: object, lines: list[str]) -> None:
+    for raw in stream:  # type: ignore[attr-defined]
+        lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+
+def _expire(
+    flag: threading.Event,
+    process: subprocess.Popen[bytes],
+    stop: Callable[[], None],
+    kill: Callable[[], None],
+) -> None:
+    flag.set()
+    _end(process, stop, kill)
+
+
+def _end(
+    process: subprocess.Popen[bytes], stop: Callable[[], None], kill: Callable[[], None]
+) -> None:
+    stop()
+    try:
+        process.wait(timeout=GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        kill()
+        process.wait()

@@ -1,0 +1,152 @@
+"""The pydantic schema of agent files, imported only to validate a changed file."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from prism.agents.settings import AGENT_TYPES, AgentSettings
+from prism.errors import ConfigError
+
+__all__ = ["validate_agent"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*[kKmMgG]?[bB]?\s*$")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requirements: Path | None = Field(
+        default=None, description="requirements.txt, relative to the agent file"
+    )
+    env: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    artifacts: list[str] = Field(default_factory=list)
+    timeout: float | None = Field(default=None, description="seconds")
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _parse_timeout(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _DURATION.match(value)
+            if not match:
+                raise ValueError("must be seconds or a duration such as 90s, 30m, 2h")
+            factor = {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
+            return float(match.group(1)) * factor
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _check_timeout(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be more than 0 seconds")
+        return value
+
+
+class VenvSpec(_Spec):
+    """A virtual environment on this machine, under the project's `.prism/`."""
+
+    type: Literal["venv"]
+    python: str | None = Field(
+        default=None, description="interpreter that creates the environment"
+    )
+
+
+class Resources(BaseModel):
+    """Limits of a Docker agent's container."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpus: float | None = Field(default=None, gt=0)
+    memory: str | None = None
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _check_memory(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        text = str(value)
+        if not _MEMORY.match(text):
+            raise ValueError("must be a size such as 512m or 2g")
+        return text.strip()
+
+
+class DockerSpec(_Spec):
+    """A Docker image built from `image`, where each run gets its own container."""
+
+    type: Literal["docker"]
+    # The default of Prism 0.2.x, kept so its agent files mean the same thing.
+    image: str = "python:3.10.8-slim-bullseye"
+    server_url: str | None = None
+    resources: Resources = Field(default_factory=Resources)
+
+
+AgentSpec = Annotated[VenvSpec | DockerSpec, Field(discriminator="type")]
+
+
+class _AgentFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent: AgentSpec
+
+
+def validate_agent(path: Path, data: dict[str, Any]) -> AgentSettings:
+    """Validate a rendered agent file and return its settings.
+
+    Raises:
+        ConfigError: naming the file and each invalid key, never a value.
+    """
+    try:
+        spec = _AgentFile.model_validate(data).agent
+    except ValidationError as error:
+        raise _describe_validation_error(path, error) from None
+    resources = getattr(spec, "resources", Resources())
+    return AgentSettings(
+        type=spec.type,
+        requirements=str(spec.requirements) if spec.requirements else None,
+        env=dict(spec.env),
+        artifacts=tuple(spec.artifacts),
+        timeout=spec.timeout,
+        python=getattr(spec, "python", None),
+        image=getattr(spec, "image", None),
+        server_url=getattr(spec, "server_url", None),
+        cpus=resources.cpus,
+        memory=resources.memory,
+    )
+
+
+def _describe_validation_error(path: Path, error: ValidationError) -> ConfigError:
+    problems = []
+    hint = None
+    for item in error.errors():
+        location = [str(part) for part in item["loc"]]
+        # Discriminated unions add the type's tag to the location; drop it.
+        if len(location) > 1 and location[1] in AGENT_TYPES:
+            del location[1]
+        key = ".".join(location)
+        if item["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown key")
+            hint = hint or _suggest_key(location, error)
+        elif item["type"] == "union_tag_invalid":
+            problems.append(
+                f"{key}: unknown agent type {item['input']!r}; expected one of "
+                f"{', '.join(AGENT_TYPES)}"
+            )
+        else:
+            problems.append(f"{key}: {item['msg']}")
+    return ConfigError(f"{path}: {'; '.join(problems)}", hint=hint)
+
+
+def _suggest_key(location: list[str], error: ValidationError) -> str | None:
+    if location[:1] == ["agent"] and len(location) == 2:
+        known = set(VenvSpec.model_fields) | set(DockerSpec.model_fields)
+    elif location[:2] == ["agent", "resources"]:
+        known = set(Resources.model_fields)
+    else:
+        known = {"agent"}
+    matches = difflib.get_close_matches(location[-1], sorted(known), n=1)
+    return f"Did you mean {matches[0]!r}?" if matches else None

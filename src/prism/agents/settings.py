@@ -1,0 +1,41 @@
+"""The validated settings of an agent file, as a plain dataclass.
+
+Kept apart from the pydantic schema so that commands whose agent file has not
+changed since it was last validated never import pydantic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["AGENT_TYPES", "AgentSettings"]
+
+AGENT_TYPES = ("venv", "docker")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Every key an agent file may set; keys a type does not use are None."""
+
+    type: str
+    requirements: str | None = None
+    env: dict[str, str | int | float | bool] = field(default_factory=dict)
+    artifacts: tuple[str, ...] = ()
+    timeout: float | None = None
+    python: str | None = None
+    image: str | None = None
+    server_url: str | None = None
+    cpus: float | None = None
+    memory: str | None = None
+
+    def to_cache(self) -> dict[str, Any]:
+        """Return the settings without `env`, for the state database."""
+        data = asdict(self)
+        data.pop("env")
+        data["artifacts"] = list(self.artifacts)
+        return data
+
+    @classmethod
+    def from_cache(cls, data: dict[str, Any], env: dict[str, Any]) -> AgentSettings:
+        return cls(**{**data, "artifacts": tuple(data["artifacts"]), "env": env})

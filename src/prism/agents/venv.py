@@ -1,0 +1,212 @@
+"""The venv agent: a virtual environment on this machine, under `.prism/agents/`.
+
+The environment is made with the interpreter `python` names (the one running
+Prism by default) and gets `requirements` and this Prism from a wheelhouse, so it
+sees none of the client's own packages. The project runs in place, in a
+subprocess with a clean environment plus `env`; its outputs are already where a
+local run would put them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from prism.agents.base import Agent
+from prism.agents.deps import (
+    PythonTarget,
+    build_wheelhouse,
+    install_command,
+    prism_source_hash,
+    probe_script,
+)
+from prism.agents.process import stream_process
+from prism.engine.events import EventSink, RunFinished
+from prism.errors import ConfigError
+
+__all__ = ["VenvAgent"]
+
+logger = logging.getLogger(__name__)
+
+# Variables a subprocess needs from the client to behave like a login shell.
+_PASSED_VARIABLES = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "SYSTEMROOT",
+)
+
+
+class VenvAgent(Agent):
+    """Runs the project in a virtual environment of its own on this machine.
+
+    Not supported: `resources` limits (use the Docker agent), and interpreters
+    without the `venv` module.
+    """
+
+    type = "venv"
+
+    @property
+    def folder(self) -> Path:
+        return self.project_root / ".prism" / "agents" / self.name
+
+    @property
+    def python(self) -> Path:
+        return self.folder / "venv" / "bin" / "python"
+
+    def _interpreter(self) -> str:
+        spec_python: str | None = getattr(self.config.spec, "python", None)
+        if not spec_python:
+            return sys.executable
+        found = shutil.which(spec_python)
+        if found is None:
+            raise ConfigError(
+                f"{self.config.path}: agent.python: {spec_python!r} is not found on "
+                "PATH",
+                hint="Give the interpreter's full path, or install it.",
+            )
+        return found
+
+    def _target(self) -> PythonTarget:
+        interpreter = self._interpreter()
+        if interpreter == sys.executable:
+            return PythonTarget.client()
+        result = subprocess.run(
+            [interpreter, "-c", probe_script()], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise ConfigError(
+                f"{self.config.path}: agent.python: {interpreter} failed to start: "
+                f"{result.stderr.strip()[-300:]}"
+            )
+        return PythonTarget.from_probe(result.stdout)
+
+    def _fingerprint_parts(self) -> tuple[str, ...]:
+        return (self._target().key, prism_source_hash())
+
+    def _is_current(self, fingerprint: str | None) -> bool:
+        marker = self.folder / "fingerprint"
+        return (
+            fingerprint is not None
+            and self.python.exists()
+            and marker.is_file()
+            and marker.read_text().strip() == fingerprint
+        )
+
+    def _apply(self, fingerprint: str) -> str:
+        target = self._target()
+        with self.step("Building the wheelhouse"):
+            wheelhouse = build_wheelhouse(self.config.requirements_path, target)
+
+        # Build next to the old environment and swap, so an interrupted apply
+        # leaves the previous environment working.
+        self.folder.mkdir(parents=True, exist_ok=True)
+        staging = self.folder / "venv.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        with self.step(
+            f"Creating the virtual environment with Python {target.version}"
+        ):
+            _run_checked([self._interpreter(), "-m", "venv", str(staging)], "create")
+        with self.step("Installing requirements offline from the wheelhouse"):
+            _run_checked(
+                install_command(str(staging / "bin" / "python"), str(wheelhouse.path)),
+                "install",
+            )
+        old = self.folder / "venv"
+        shutil.rmtree(old, ignore_errors=True)
+        staging.rename(old)
+        (self.folder / "fingerprint").write_text(fingerprint)
+        self.state.add_resource(self.name, "venv", str(old), {"python": target.version})
+        return f"Agent {self.name}: virtual environment ready at {old}"
+
+    def _start(
+        self, run_args: list[str], env: dict[str, str]
+    ) -> Callable[[EventSink], RunFinished]:
+        environment = {
+            name: os.environ[name] for name in _PASSED_VARIABLES if name in os.environ
+        }
+        environment.update(env)
+        environment["PRISM_NO_LOG_FILE"] = "1"
+        environment["PATH"] = (
+            f"{self.python.parent}{os.pathsep}{environment.get('PATH', '')}"
+        )
+        command = [
+            str(self.python),
+            "-m",
+            "prism",
+            "run",
+            "--log-format",
+            "json",
+            *run_args,
+        ]
+        process = subprocess.Popen(
+            command,
+            cwd=self.project_root,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+        def follow(sink: EventSink) -> RunFinished:
+            return stream_process(
+                process,
+                sink,
+                timeout=self.config.spec.timeout,
+                stop=lambda: _signal_group(process, signal.SIGTERM),
+                kill=lambda: _signal_group(process, signal.SIGKILL),
+            )
+
+        return follow
+
+    def _delete(self) -> list[str]:
+        if not self.folder.exists():
+            return []
+        shutil.rmtree(self.folder)
+        return [f"removed {self.folder}"]
+
+    def _status(self) -> list[tuple[str, str]]:
+        if not self.python.exists():
+            return [("virtual environment", "none")]
+        size = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+        version = (self.folder / "venv" / "pyvenv.cfg").read_text()
+        python = next(
+            (
+                line.split("=", 1)[1].strip()
+                for line in version.splitlines()
+                if line.startswith("version")
+            ),
+            "unknown",
+        )
+        return [
+            ("virtual environment", str(self.folder / "venv")),
+            ("python", python),
+            ("size", f"{size / 1e6:.1f} MB"),
+        ]
+
+
+def _run_checked(command: list[str], action: str) -> None:
+    logger.debug("Running %s", " ".join(command))
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        detail = "\n  ".join(result.stderr.strip().splitlines()[-8:])
+        raise ConfigError(f"Failed to {action} the virtual environment:\n  {detail}")
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,213 @@
+"""`prism agent`: create, run and remove the environments a project runs in."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from prism.cli.main import handle_errors, log_options, report_error
+from prism.cli.run import run_options
+from prism.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from prism.agents import Agent
+    from prism.engine.events import EventSink
+
+__all__ = ["agent"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def file_option(func: F) -> F:
+    """Add `-f/--file`, the agent file every agent command takes."""
+    return click.option(
+        "--file",
+        "-f",
+        "agent_file",
+        required=True,
+        metavar="FILE",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The agent file (YAML); its name up to the first dot names the agent.",
+    )(func)
+
+
+@click.group()
+def agent() -> None:
+    """Run the project inside a virtual environment or a Docker container."""
+
+
+@agent.command()
+@file_option
+@log_options
+@handle_errors
+def apply(agent_file: Path, log_level: str, full_tb: bool) -> None:
+    """Create or update the agent's environment; do nothing if it is up to date."""
+    with _rendering(log_level, "text", full_tb):
+        target = _load(agent_file)
+        click.echo(target.apply().summary)
+
+
+@agent.command(name="run")
+@file_option
+@run_options
+@log_options
+@handle_errors
+def run_(agent_file: Path, log_level: str, full_tb: bool, **flags: Any) -> None:
+    """Ship the project to the agent and run it there, with `prism run`'s flags."""
+    sys.exit(_run_on_agent(agent_file, flags, log_level, full_tb, apply_first=False))
+
+
+@agent.command()
+@file_option
+@run_options
+@log_options
+@handle_errors
+def build(agent_file: Path, log_level: str, full_tb: bool, **flags: Any) -> None:
+    """Apply the agent, then run the project on it."""
+    sys.exit(_run_on_agent(agent_file, flags, log_level, full_tb, apply_first=True))
+
+
+@agent.command()
+@file_option
+@log_options
+@handle_errors
+def delete(agent_file: Path, log_level: str, full_tb: bool) -> None:
+    """Remove everything the agent created."""
+    with _rendering(log_level, "text", full_tb):
+        target = _load(agent_file)
+        removed = target.delete()
+    for line in removed:
+        click.echo(f"Agent {target.name}: {line}")
+    if not removed:
+        click.echo(f"Agent {target.name}: nothing to delete.")
+
+
+@agent.command()
+@file_option
+@log_options
+@handle_errors
+def status(agent_file: Path, log_level: str, full_tb: bool) -> None:
+    """Show what exists for the agent and how its last run ended."""
+    target = _load(agent_file)
+    report = target.status()
+    state = "applied" if report.exists else "not applied"
+    click.echo(f"Agent {report.name} ({report.type}): {state}")
+    for label, value in report.fields:
+        click.echo(f"  {label + ':':<20} {value}")
+
+
+@agent.command(name="list")
+@log_options
+@handle_errors
+def list_(log_level: str, full_tb: bool) -> None:
+    """List the agents this project has applied."""
+    from prism.agents.state import State
+    from prism.project import find_project
+
+    records = State(find_project(Path.cwd())).agents()
+    if not records:
+        click.echo("No agents applied in this project.")
+        return
+    for record in records:
+        click.echo(f"{record.name:<20} {record.type:<8} {record.file}")
+
+
+def _load(agent_file: Path) -> Agent:
+    from prism.agents import create_agent, load_agent_file
+    from prism.agents.state import State
+    from prism.project import find_project
+
+    root = find_project(Path.cwd())
+    if not agent_file.is_file():
+        raise UsageError(
+            f"Agent file {agent_file} does not exist",
+            hint="Create one with `prism create agent --type venv`.",
+        )
+    return create_agent(load_agent_file(agent_file, State(root)), root)
+
+
+def _run_on_agent(
+    agent_file: Path,
+    flags: dict[str, Any],
+    log_level: str,
+    full_tb: bool,
+    *,
+    apply_first: bool,
+) -> int:
+    from prism.engine.events import RunFinished
+
+    run_args = _forward_flags(flags, log_level, full_tb)
+    log_format = flags["log_format"]
+    if apply_first:
+        with _rendering(log_level, log_format, full_tb, agent_file):
+            target = _load(agent_file)
+            click.echo(target.apply().summary, err=log_format == "json")
+    else:
+        target = _load(agent_file)
+    started = target.start(run_args)
+
+    finished: list[RunFinished] = []
+    with _rendering(log_level, log_format, full_tb, agent_file) as sink:
+
+        def record(event: Any) -> None:
+            if isinstance(event, RunFinished):
+                finished.append(event)
+            sink(event)
+
+        exit_code = started.wait(record)
+    if finished and finished[-1].error:
+        report_error(ConfigError(finished[-1].error), full_tb=False)
+    return exit_code
+
+
+def _forward_flags(flags: dict[str, Any], log_level: str, full_tb: bool) -> list[str]:
+    """Rebuild the `prism run` flags for the far side, in a stable order."""
+    args: list[str] = []
+    for task in flags["tasks"]:
+        args += ["--task", task]
+    for name in ("all_upstream", "all_downstream", "full_refresh"):
+        if flags[name]:
+            args.append("--" + name.replace("_", "-"))
+    for variable in flags["variables"]:
+        args += ["--vars", variable]
+    if flags["context"] is not None:
+        args += ["--context", flags["context"]]
+    if log_level != "info":
+        args += ["--log-level", log_level]
+    if full_tb:
+        args.append("--full-tb")
+    return args
+
+
+@contextlib.contextmanager
+def _rendering(
+    log_level: str, log_format: str, full_tb: bool, agent_file: Path | None = None
+) -> Iterator[EventSink]:
+    """Render events and Prism's log records for the duration of a command."""
+    from prism.agents.config import agent_name
+    from prism.console import JsonRenderer, TextRenderer, level_from_name, route_logging
+
+    level = level_from_name(log_level)
+    prefix = f"[{agent_name(agent_file)}] " if agent_file is not None else ""
+    with open(Path.cwd() / "logs.log", "a", encoding="utf-8") as log_file:
+        text = TextRenderer(
+            sys.stdout if log_format == "text" else None,
+            level=level,
+            full_tb=full_tb,
+            log_file=log_file,
+            prefix=prefix,
+        )
+        json = JsonRenderer(sys.stdout) if log_format == "json" else None
+
+        def sink(event: Any) -> None:
+            text(event)
+            if json is not None:
+                json(event)
+
+        with route_logging(sink, level):
+            yield sink
