@@ -42,11 +42,12 @@ readonly ROOTFS_RECIPE_VERSION=2
 readonly CACHE_DIR="${PRISM_TEST_CACHE:-/var/cache/prism-test}"
 readonly ROOTFS_TAR="$CACHE_DIR/rootfs-$SUITE-minbase-v$ROOTFS_RECIPE_VERSION.tar"
 
-# The legacy builder works with any client against Debian's dockerd 20.10, which
-# has no buildx plugin.
+# Neither docker client on this machine kind has the buildx plugin that BuildKit
+# needs, so select the legacy builder even if the environment sets DOCKER_BUILDKIT=1.
 export DOCKER_BUILDKIT=0
 
 WORK_DIR=""
+FORCE=false
 REPLACED_IMAGE_IDS=()
 
 log() { printf 'build-test-images: %s\n' "$*" >&2; }
@@ -71,6 +72,7 @@ cleanup() {
   done
   rm -rf --one-file-system "$WORK_DIR"
   WORK_DIR=""
+FORCE=false
 REPLACED_IMAGE_IDS=()
 }
 
@@ -137,7 +139,7 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 path-include /usr/share/locale/locale.alias
 EOF
-  # The same cleanup as the docker-clean file of Debian's official images.
+  # Delete downloaded .deb files and apt's binary caches after every apt run.
   cat >"$rootfs/etc/apt/apt.conf.d/90prism-test-clean" <<'EOF'
 DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
 APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
@@ -148,7 +150,8 @@ EOF
   find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias \
     -exec rm -rf {} +
   rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/*
-  # openjdk's postinst fails when this directory is missing.
+  # openjdk's postinst links java.1.gz here with update-alternatives and fails
+  # when the directory is missing.
   mkdir -p "$rootfs/usr/share/man/man1"
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin
   rm -f "$rootfs"/var/cache/apt/archives/*.deb
@@ -252,7 +255,7 @@ install_keys() {
 install_keys /root root
 install_keys /home/prism prism
 if [ ! -s /root/.ssh/authorized_keys ]; then
-  echo "prism-test-start-sshd: no key in $keys_file or SSH_AUTHORIZED_KEYS; no login will work" >&2
+  echo "prism-test-start-sshd: no authorized key in $keys_file or SSH_AUTHORIZED_KEYS, so every login will fail" >&2
 fi
 # No RSA host key: generating one takes about a second at each start.
 for key_type in ed25519 ecdsa; do
@@ -289,7 +292,7 @@ build_with_dockerfile() {
   build_log=$(mktemp)
   "$writer" "$context"
   start=$(now)
-  docker build --network host -t "$image" "$context" >"$build_log" 2>&1 || status=$?
+  docker build --force-rm --network host -t "$image" "$context" >"$build_log" 2>&1 || status=$?
   rm -rf "$context"
   if [[ $status -ne 0 ]]; then
     log "docker build $image failed (exit $status); last lines of its log:"
@@ -327,7 +330,6 @@ remove_replaced_images() {
 
 main() {
   local with_spark=false start
-  FORCE=false
   for arg in "$@"; do
     case $arg in
       --with-spark) with_spark=true ;;
@@ -338,19 +340,22 @@ main() {
         ;;
     esac
   done
+
   if [[ $EUID -ne 0 ]]; then
     log "must run as root (debootstrap needs it); uid is $EUID"
     exit 1
   fi
   if ! docker info >/dev/null 2>&1; then
-    log "no Docker engine answers 'docker info'; run .ci/install-docker.sh first"
+    log "'docker info' failed: no Docker engine responds; run .ci/install-docker.sh first"
     exit 1
   fi
+
   start=$(now)
   mkdir -p "$CACHE_DIR"
   exec 9>"$CACHE_DIR/.lock"
   flock 9
   trap cleanup EXIT
+
   ensure_image "$BASE_IMAGE" build_base
   ensure_image "$SSHD_IMAGE" build_with_dockerfile "$SSHD_IMAGE" write_sshd_context
   if [[ $with_spark == true ]]; then
