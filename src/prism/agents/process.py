@@ -14,7 +14,7 @@ from collections.abc import Callable
 from prism.agents.stream import EventReader
 from prism.engine.events import EventSink, RunFinished
 
-__all__ = ["GRACE_SECONDS", "stream_process"]
+__all__ = ["GRACE_SECONDS", "follow_interruptibly", "stream_process"]
 
 # How long a stopped run may take to report its interrupted tasks before it is
 # killed.
@@ -33,8 +33,8 @@ def stream_process(
 
     `stop` asks the far side to end (it reports interrupted tasks), `kill` ends it
     at once. After `timeout` seconds, or on Ctrl-C, the process is stopped, and
-    killed if it has not ended `GRACE_SECONDS` later. Ctrl-C is re-raised once the
-    process has ended, so nothing is left running.
+    killed if it has not ended `GRACE_SECONDS` later; a second Ctrl-C kills it at
+    once. The function returns only once the process has ended.
     """
     started = time.perf_counter()
     reader = EventReader(sink)
@@ -52,11 +52,11 @@ def stream_process(
 
     try:
         assert process.stdout is not None
-        reader.feed(process.stdout)
+        stdout = process.stdout
+        interrupted = follow_interruptibly(
+            lambda: reader.feed(stdout), stop=stop, kill=kill
+        )
         process.wait()
-    except KeyboardInterrupt:
-        _end(process, stop, kill)
-        raise
     finally:
         if timer is not None:
             timer.cancel()
@@ -74,6 +74,8 @@ def stream_process(
         )
     if reader.finished is not None:
         return reader.finished
+    if interrupted:
+        return RunFinished(exit_code=130, duration=duration, counts={})
     detail = "\n".join(errors[-20:]).strip()
     return RunFinished(
         exit_code=process.returncode if process.returncode > 0 else 1,
@@ -83,6 +85,47 @@ def stream_process(
         or f"The run ended with exit code {process.returncode} "
         "without reporting a result",
     )
+
+
+def follow_interruptibly(
+    read: Callable[[], None], *, stop: Callable[[], None], kill: Callable[[], None]
+) -> bool:
+    """Run `read` in a thread until it returns; return True if Ctrl-C came.
+
+    The first Ctrl-C calls `stop` in the background and keeps reading, so the
+    far side's report of its interrupted tasks still arrives; `kill` follows if
+    the far side has not ended `GRACE_SECONDS` later, or at a second Ctrl-C.
+    An exception raised by `read` is raised here.
+    """
+    failures: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            read()
+        except BaseException as error:
+            failures.append(error)
+
+    reader = threading.Thread(target=target, name="prism-agent-reader", daemon=True)
+    reader.start()
+    interrupted = False
+    killer: threading.Timer | None = None
+    while reader.is_alive():
+        try:
+            reader.join(timeout=0.2)
+        except KeyboardInterrupt:
+            if interrupted:
+                kill()
+                continue
+            interrupted = True
+            threading.Thread(target=stop, daemon=True).start()
+            killer = threading.Timer(GRACE_SECONDS, kill)
+            killer.daemon = True
+            killer.start()
+    if killer is not None:
+        killer.cancel()
+    if failures:
+        raise failures[0]
+    return interrupted
 
 
 def _collect(stream: object, lines: list[str]) -> None:
