@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import re
 import shutil
+import socket
 import tarfile
 import tempfile
 import threading
@@ -219,8 +221,7 @@ class DockerAgent(Agent):
         command = [
             f"{VENV}/bin/python",
             "-m",
-            "prism",
-            "run",
+            "prism.agents.remote",
             "--log-format",
             "json",
             *run_args,
@@ -235,16 +236,18 @@ class DockerAgent(Agent):
                 self._tag(record.fingerprint),
                 command,
                 working_dir=str(self.project_root),
-                environment={**env, "PRISM_NO_LOG_FILE": "1"},
                 labels={**self.labels, "prism.run": "true"},
                 detach=True,
+                stdin_open=True,
                 **options,
             )
         try:
             with _docker_errors("copy the project into the container"):
                 container.put_archive("/", bundle.to_tar())
             with _docker_errors("start the run's container"):
+                stdin = container.attach_socket(params={"stdin": 1, "stream": 1})
                 container.start()
+                _send_environment(stdin, env)
         except BaseException:
             _remove_container(container)
             raise
@@ -488,6 +491,17 @@ def _stop_container(container: Any) -> None:
         container.stop(timeout=int(GRACE_SECONDS))
     except docker.errors.DockerException:
         pass
+
+
+def _send_environment(stdin: Any, env: dict[str, str]) -> None:
+    # The socket of `attach_socket` wraps the raw connection; closing our side of
+    # it closes the container's stdin, because the container has stdin_once.
+    raw = getattr(stdin, "_sock", stdin)
+    try:
+        raw.sendall(json.dumps(env).encode() + b"\n")
+        raw.shutdown(socket.SHUT_WR)
+    finally:
+        stdin.close()
 
 
 def _kill_container(container: Any) -> None:

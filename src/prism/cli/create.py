@@ -110,3 +110,43 @@ def create_trigger(log_level: str, full_tb: bool) -> None:
     path.write_text(text, encoding="utf-8")
     click.echo(f"Created {path}")
     click.echo("List the trigger names under TRIGGERS in prism_project.py.")
+
+
+@create.command(name="agent")
+@click.option(
+    "--type",
+    "agent_type",
+    type=click.Choice(("venv", "docker")),
+    default="venv",
+    show_default=True,
+    help="Kind of agent to create.",
+)
+@click.option(
+    "--file",
+    "-f",
+    "agent_file",
+    default="agent.yml",
+    show_default=True,
+    help="Path of the agent file, relative to the project folder.",
+)
+@log_options
+@handle_errors
+def create_agent(
+    agent_type: str, agent_file: str, log_level: str, full_tb: bool
+) -> None:
+    """Create an agent file that is valid as written."""
+    from prism.project import find_project
+
+    root = find_project(Path.cwd())
+    path = Path(agent_file)
+    path = path if path.is_absolute() else root / path
+    if path.exists():
+        raise UsageError(
+            f"{path} already exists",
+            hint="Choose another --file, or remove the file.",
+        )
+    template = resources.files("prism") / "templates" / "agents" / f"{agent_type}.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(template.read_text("utf-8"), encoding="utf-8")
+    click.echo(f"Created {path}")
+    click.echo(f"Run the project on it with: prism agent build -f {path}")
