@@ -79,7 +79,7 @@ def run_prism() -> RunPrism:
 
 
 def events(stdout: str) -> list[dict[str, Any]]:
-    """Parse JSON-lines output; fail on any line that is not a JSON object."""
+    """Parse JSON-lines output and fail on any line that is not a JSON object."""
     parsed: list[dict[str, Any]] = []
     for line in stdout.splitlines():
         if not line.strip():

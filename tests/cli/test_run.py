@@ -372,10 +372,13 @@ def test_single_thread_never_overlaps_tasks(make_project, run_prism):
 
 
 def test_ready_task_not_blocked_by_slow_task(make_project, run_prism):
+    # `b` and the independent `c` each wait for the other, so the run succeeds
+    # only if `b` starts as soon as `a` finishes while `c` is still running.
     project = make_project(
         {
             "tasks/a.py": recording_task("A"),
             "tasks/b.py": """
+                import time
                 from pathlib import Path
 
                 from prism.task import PrismTask
@@ -383,6 +386,11 @@ def test_ready_task_not_blocked_by_slow_task(make_project, run_prism):
 
                 class B(PrismTask):
                     def run(self, tasks, hooks):
+                        deadline = time.monotonic() + 3
+                        while not Path("c_started").exists():
+                            if time.monotonic() > deadline:
+                                raise RuntimeError("c.C did not run beside b.B")
+                            time.sleep(0.05)
                         Path("b_finished").write_text(tasks.ref("a"))
                         return "B"
             """,
@@ -395,6 +403,7 @@ def test_ready_task_not_blocked_by_slow_task(make_project, run_prism):
 
                 class C(PrismTask):
                     def run(self, tasks, hooks):
+                        Path("c_started").write_text("yes")
                         deadline = time.monotonic() + 3
                         while not Path("b_finished").exists():
                             if time.monotonic() > deadline:
@@ -409,7 +418,9 @@ def test_ready_task_not_blocked_by_slow_task(make_project, run_prism):
     result = run_prism("run", *JSON, cwd=project)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert finished_by_task(events(result.stdout))["c.C"]["status"] == "done"
+    finished = finished_by_task(events(result.stdout))
+    assert finished["b.B"]["status"] == "done"
+    assert finished["c.C"]["status"] == "done"
 
 
 def test_independent_task_not_blocked_by_dispatch(make_project, run_prism):

@@ -90,6 +90,7 @@ class TextRenderer:
         self._project: Path | None = None
         self._slug = ""
         self._console: Any = None
+        self._event_time = time.time()
         if stream is not None and (
             colour if colour is not None else wants_colour(stream)
         ):
@@ -99,6 +100,9 @@ class TextRenderer:
 
     def __call__(self, event: Event) -> None:
         with self._lock:
+            # Lines show when the event happened, which for an agent's events is
+            # the far side's clock.
+            self._event_time = event.time
             handler = getattr(self, f"_on_{event.kind}", None)
             if handler is not None:
                 handler(event)
@@ -269,7 +273,7 @@ class TextRenderer:
     ) -> None:
         if level < self._level:
             return
-        stamp = time.strftime("%H:%M:%S")
+        stamp = time.strftime("%H:%M:%S", time.localtime(self._event_time))
         head = f"{self._prefix}{stamp} | {_LEVEL_NAMES.get(level, 'INFO ')} | "
         if self._log_file is not None:
             self._log_file.write(f"{head}{message}\n")
