@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from importlib import resources
 from pathlib import Path
 
 import click
@@ -58,6 +57,8 @@ def create_task(
     full_tb: bool,
 ) -> None:
     """Create task modules that run as they are."""
+    from importlib import resources
+
     from prism.project import find_project
 
     if not _TASK_NAME.match(name):
@@ -95,6 +96,8 @@ def create_task(
 @handle_errors
 def create_trigger(log_level: str, full_tb: bool) -> None:
     """Create triggers.yml (or the file TRIGGERS_YML_PATH names) from a template."""
+    from importlib import resources
+
     from prism.project import find_project
     from prism.project.loader import read_triggers_path
 
@@ -135,6 +138,8 @@ def create_agent(
     agent_type: str, agent_file: str, log_level: str, full_tb: bool
 ) -> None:
     """Create an agent file that is valid as written."""
+    from importlib import resources
+
     from prism.project import find_project
 
     root = find_project(Path.cwd())

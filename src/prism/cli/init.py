@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-from importlib import resources
 from pathlib import Path
 
 import click
@@ -48,6 +46,9 @@ def init(
 
 def create_project(destination: Path, *, template: str) -> None:
     """Copy a project template to `destination` and set its NAME."""
+    import shutil
+    from importlib import resources
+
     source = resources.files("prism") / "templates" / template
     staging = destination.with_name(f".{destination.name}.creating")
     shutil.rmtree(staging, ignore_errors=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import heapq
 import logging
 from collections.abc import Iterable, Sequence
@@ -171,6 +170,8 @@ def _single_task(module: ModuleSpec, where: str) -> str:
 
 
 def _suggest(name: str, known: Iterable[str]) -> str | None:
+    import difflib
+
     matches = difflib.get_close_matches(name, list(known), n=1)
     return f"Did you mean {matches[0]!r}?" if matches else None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,6 +135,8 @@ def _unknown_selector(graph: Graph, selector: str, name: str) -> GraphError:
             f"-t {selector}: module {module!r} has no task {task_name!r}",
             hint=f"Its tasks are: {', '.join(names)}." if names else None,
         )
+    import difflib
+
     matches = difflib.get_close_matches(name, [*graph.modules, *graph.tasks], n=1)
     return GraphError(
         f"-t {selector} names no task module or task",
