@@ -1,0 +1,161 @@
+"""Forms Prism 0.2.x rejected that now run, and trigger set-up errors."""
+
+from __future__ import annotations
+
+from tests.conftest import assert_usage_error, events, finished_by_task
+
+JSON = ("--log-format", "json")
+TRIVIAL = """\
+from prism.decorators import task
+
+
+@task()
+def a(tasks, hooks):
+    return 1
+"""
+
+
+def test_bare_task_decorator_runs(make_project, run_prism):
+    project = make_project(
+        {
+            "tasks/a.py": """\
+                from prism.decorators import task
+
+
+                @task
+                def bare(tasks, hooks):
+                    return 41
+            """,
+            "tasks/b.py": """\
+                from prism.decorators import task
+
+
+                @task()
+                def uses(tasks, hooks):
+                    assert tasks.ref("a") == 41
+                    return 42
+            """,
+        }
+    )
+
+    result = run_prism("run", *JSON, cwd=project)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert finished_by_task(events(result.stdout))["a.bare"]["status"] == "done"
+
+
+def test_main_guard_in_task_module_allowed(make_project, run_prism):
+    project = make_project(
+        {
+            "tasks/a.py": """\
+                from prism.decorators import task
+
+
+                @task()
+                def a(tasks, hooks):
+                    return 1
+
+
+                if __name__ == "__main__":
+                    raise SystemExit("must not run under prism")
+            """
+        }
+    )
+
+    result = run_prism("run", cwd=project)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_run_returning_none_is_allowed(make_project, run_prism):
+    project = make_project(
+        {
+            "tasks/a.py": """\
+                import prism.task
+
+
+                class A(prism.task.PrismTask):
+                    def run(self, tasks, hooks):
+                        return None
+            """,
+            "tasks/b.py": """\
+                from prism.decorators import task
+
+
+                @task()
+                def b(tasks, hooks):
+                    assert tasks.ref("a") is None
+                    return 1
+            """,
+        }
+    )
+
+    result = run_prism("run", cwd=project)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_missing_triggers_file_exits_two(make_project, run_prism):
+    project = make_project(
+        {
+            "tasks/a.py": "from prism.decorators import task\n@task()\ndef a(tasks, hooks):\n    return 1\n"
+        },
+        prism_project="TRIGGERS = {'on_success': ['notify'], 'on_failure': []}\n",
+    )
+
+    result = run_prism("run", cwd=project)
+
+    assert_usage_error(result, "triggers.yml", "does not exist")
+    assert "RUN" not in result.stdout
+
+
+def test_unknown_trigger_name_exits_two(make_project, run_prism):
+    project = make_project(
+        {
+            "tasks/a.py": TRIVIAL,
+            "triggers.yml": """\
+                triggers:
+                  other:
+                    type: function
+                    function: os.getcwd
+            """,
+        },
+        prism_project="TRIGGERS = {'on_success': ['notify'], 'on_failure': []}\n",
+    )
+
+    result = run_prism("run", cwd=project)
+
+    assert_usage_error(result, "notify", "not defined", "other")
+
+
+def test_prism_project_trigger_type_rejected(make_project, run_prism):
+    project = make_project(
+        {
+            "tasks/a.py": TRIVIAL,
+            "triggers.yml": """\
+                triggers:
+                  notify:
+                    type: prism_project
+                    project_dir: elsewhere
+            """,
+        },
+        prism_project="TRIGGERS = {'on_success': ['notify'], 'on_failure': []}\n",
+    )
+
+    result = run_prism("run", cwd=project)
+
+    assert_usage_error(result, "notify", "'prism_project'", "function")
+
+
+def test_usage_error_with_full_tb_shows_traceback(make_project, run_prism):
+    project = make_project(
+        {
+            "tasks/a.py": "from prism.decorators import task\n@task()\ndef a(tasks, hooks):\n    return tasks.ref('nope')\n"
+        }
+    )
+
+    result = run_prism("run", "--full-tb", cwd=project)
+
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+    assert "Error: " in result.stderr
