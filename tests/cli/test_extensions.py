@@ -98,7 +98,7 @@ def test_run_returning_none_is_allowed(make_project, run_prism):
 def test_missing_triggers_file_exits_two(make_project, run_prism):
     project = make_project(
         {
-            "tasks/a.py": "from prism.decorators import task\n@task()\ndef a(tasks, hooks):\n    return 1\n"
+            "tasks/a.py": TRIVIAL,
         },
         prism_project="TRIGGERS = {'on_success': ['notify'], 'on_failure': []}\n",
     )
@@ -150,7 +150,7 @@ def test_prism_project_trigger_type_rejected(make_project, run_prism):
 def test_usage_error_with_full_tb_shows_traceback(make_project, run_prism):
     project = make_project(
         {
-            "tasks/a.py": "from prism.decorators import task\n@task()\ndef a(tasks, hooks):\n    return tasks.ref('nope')\n"
+            "tasks/a.py": TRIVIAL.replace("return 1", "return tasks.ref('nope')"),
         }
     )
 
