@@ -19,20 +19,21 @@ Implementers must guarantee:
 from __future__ import annotations
 
 import logging
-import shlex
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from prism.agents.config import AgentConfig, resolve_env, secret_values
+from prism.agents.remote import RemoteRun
 from prism.agents.state import State
-from prism.agents.stream import mask_secrets
-from prism.engine.events import EventSink, RunFinished
 from prism.errors import ConfigError
+
+if TYPE_CHECKING:
+    from prism.engine.events import EventSink, RunFinished
 
 __all__ = ["Agent", "ApplyResult", "StartedRun", "StatusReport"]
 
@@ -89,15 +90,15 @@ class Agent(ABC):
         self.state.save_agent(self.name, self.type, str(self.config.path), fingerprint)
         return ApplyResult(True, summary)
 
-    def run(self, run_args: list[str], sink: EventSink) -> int:
-        """Run the project on the agent with `prism run` flags; return its exit code.
+    def run(self, request: RemoteRun, sink: EventSink) -> int:
+        """Run the project on the agent; return the far side's exit code.
 
         Every event reaches `sink` with secret values masked, `run_finished` last.
         """
-        return self.start(run_args).wait(sink)
+        return self.start(request).wait(sink)
 
-    def start(self, run_args: list[str]) -> StartedRun:
-        """Check the agent, then start the project on it with `prism run` flags.
+    def start(self, request: RemoteRun) -> StartedRun:
+        """Check the agent, then start the project on it.
 
         Starting before the caller sets up its output lets the far side boot while
         the client gets ready to render events.
@@ -123,11 +124,9 @@ class Agent(ABC):
             )
         env = resolve_env(self.config)
         secrets = secret_values(self.config, env)
-        run_id = self.state.start_run(
-            self.name, shlex.join(["prism", "run", *run_args])
-        )
+        run_id = self.state.start_run(self.name, request.describe())
         try:
-            stream = self._start(run_args, env)
+            stream = self._start(request.payload(env))
         except BaseException:
             self.state.finish_run(run_id, 1)
             raise
@@ -182,10 +181,11 @@ class Agent(ABC):
         """Build the environment for `fingerprint`; return a one-line summary."""
 
     @abstractmethod
-    def _start(
-        self, run_args: list[str], env: dict[str, str]
-    ) -> Callable[[EventSink], RunFinished]:
+    def _start(self, payload: bytes) -> Callable[[EventSink], RunFinished]:
         """Ship the project and start it; return the function that follows the run.
+
+        The far side runs `python -m prism.agents.remote` in the project folder,
+        and `payload` (the run's request and `env`) goes to its standard input.
 
         The returned function streams events to its sink as they arrive, brings
         outputs back, and returns the far side's closing event without emitting
@@ -218,6 +218,8 @@ class StartedRun:
 
     def wait(self, sink: EventSink) -> int:
         """Stream the run's events to `sink`, secrets masked; return its exit code."""
+        from prism.agents.stream import mask_secrets
+
         masked = mask_secrets(sink, self._secrets)
         exit_code = 130
         try:

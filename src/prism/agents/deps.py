@@ -77,16 +77,7 @@ class PythonTarget:
     @classmethod
     def client(cls) -> PythonTarget:
         """Describe the interpreter running Prism on this machine."""
-        import platform
-        import sysconfig
-
-        return cls(
-            version=f"{sys.version_info[0]}.{sys.version_info[1]}",
-            implementation=sys.implementation.name,
-            machine=platform.machine(),
-            libc=platform.libc_ver(),
-            platform=sysconfig.get_platform(),
-        )
+        return _client_target()
 
     @property
     def key(self) -> str:
@@ -116,6 +107,27 @@ class PythonTarget:
             tags = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 4, -1)]
             return [*tags, f"manylinux2014_{arch}", f"linux_{arch}"]
         return [self.platform.replace("-", "_").replace(".", "_")]
+
+
+@functools.cache
+def _client_target() -> PythonTarget:
+    import platform
+    import sysconfig
+
+    # os.confstr answers at once; platform.libc_ver() scans the interpreter's
+    # binary, which costs milliseconds on every command.
+    try:
+        name, _, version = (os.confstr("CS_GNU_LIBC_VERSION") or "").partition(" ")
+        libc = ("glibc", version) if name == "glibc" else platform.libc_ver()
+    except (ValueError, OSError, AttributeError):
+        libc = platform.libc_ver()
+    return PythonTarget(
+        version=f"{sys.version_info[0]}.{sys.version_info[1]}",
+        implementation=sys.implementation.name,
+        machine=platform.machine(),
+        libc=(libc[0], libc[1]),
+        platform=sysconfig.get_platform(),
+    )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import re
 import shutil
@@ -211,21 +210,12 @@ class DockerAgent(Agent):
                 removed.append(name)
         return removed
 
-    def _start(
-        self, run_args: list[str], env: dict[str, str]
-    ) -> Callable[[EventSink], RunFinished]:
+    def _start(self, payload: bytes) -> Callable[[EventSink], RunFinished]:
         record = self.state.agent(self.name)
         assert record is not None and record.fingerprint is not None
         bundle = collect_bundle(self.project_root)
         spec = self.config.spec
-        command = [
-            f"{VENV}/bin/python",
-            "-m",
-            "prism.agents.remote",
-            "--log-format",
-            "json",
-            *run_args,
-        ]
+        command = [f"{VENV}/bin/python", "-m", "prism.agents.remote"]
         options: dict[str, Any] = {}
         if spec.cpus:
             options["nano_cpus"] = int(spec.cpus * 1e9)
@@ -247,7 +237,7 @@ class DockerAgent(Agent):
             with _docker_errors("start the run's container"):
                 stdin = container.attach_socket(params={"stdin": 1, "stream": 1})
                 container.start()
-                _send_environment(stdin, env)
+                _send_payload(stdin, payload)
         except BaseException:
             _remove_container(container)
             raise
@@ -493,12 +483,12 @@ def _stop_container(container: Any) -> None:
         pass
 
 
-def _send_environment(stdin: Any, env: dict[str, str]) -> None:
+def _send_payload(stdin: Any, payload: bytes) -> None:
     # The socket of `attach_socket` wraps the raw connection; closing our side of
     # it closes the container's stdin, because the container has stdin_once.
     raw = getattr(stdin, "_sock", stdin)
     try:
-        raw.sendall(json.dumps(env).encode() + b"\n")
+        raw.sendall(payload)
         raw.shutdown(socket.SHUT_WR)
     finally:
         stdin.close()

@@ -89,17 +89,21 @@ class State:
     def __init__(self, project_root: Path) -> None:
         self.folder = project_root / ".prism"
         self.path = self.folder / "state.db"
+        self._connection: sqlite3.Connection | None = None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.folder.mkdir(exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=30)
-        try:
+        # One connection per State, opened on first use; each block is one
+        # transaction. WAL keeps concurrent readers (status during a run) cheap.
+        if self._connection is None:
+            self.folder.mkdir(exist_ok=True)
+            connection = sqlite3.connect(self.path, timeout=30)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
             connection.executescript(_SCHEMA)
-            with connection:
-                yield connection
-        finally:
-            connection.close()
+            self._connection = connection
+        with self._connection:
+            yield self._connection
 
     def agents(self) -> list[AgentRecord]:
         if not self.path.exists():

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prism.agents.base import Agent
 from prism.agents.deps import (
@@ -26,9 +27,10 @@ from prism.agents.deps import (
     prism_source_hash,
     probe_script,
 )
-from prism.agents.process import stream_process
-from prism.engine.events import EventSink, RunFinished
 from prism.errors import ConfigError
+
+if TYPE_CHECKING:
+    from prism.engine.events import EventSink, RunFinished
 
 __all__ = ["VenvAgent"]
 
@@ -130,37 +132,29 @@ class VenvAgent(Agent):
         self.state.add_resource(self.name, "venv", str(old), {"python": target.version})
         return f"Agent {self.name}: virtual environment ready at {old}"
 
-    def _start(
-        self, run_args: list[str], env: dict[str, str]
-    ) -> Callable[[EventSink], RunFinished]:
+    def _start(self, payload: bytes) -> Callable[[EventSink], RunFinished]:
         environment = {
             name: os.environ[name] for name in _PASSED_VARIABLES if name in os.environ
         }
-        environment.update(env)
-        environment["PRISM_NO_LOG_FILE"] = "1"
         environment["PATH"] = (
             f"{self.python.parent}{os.pathsep}{environment.get('PATH', '')}"
         )
-        command = [
-            str(self.python),
-            "-m",
-            "prism",
-            "run",
-            "--log-format",
-            "json",
-            *run_args,
-        ]
         process = subprocess.Popen(
-            command,
+            [str(self.python), "-m", "prism.agents.remote"],
             cwd=self.project_root,
             env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             start_new_session=True,
         )
+        assert process.stdin is not None
+        process.stdin.write(payload)
+        process.stdin.close()
 
         def follow(sink: EventSink) -> RunFinished:
+            from prism.agents.process import stream_process
+
             return stream_process(
                 process,
                 sink,

@@ -16,6 +16,7 @@ from prism.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from prism.agents import Agent
+    from prism.agents.remote import RemoteRun
     from prism.engine.events import EventSink
 
 __all__ = ["agent"]
@@ -139,9 +140,7 @@ def _run_on_agent(
     *,
     apply_first: bool,
 ) -> int:
-    from prism.engine.events import RunFinished
-
-    run_args = _forward_flags(flags, log_level, full_tb)
+    request = _remote_run(flags, log_level, full_tb)
     log_format = flags["log_format"]
     if apply_first:
         with _rendering(log_level, log_format, full_tb, agent_file):
@@ -149,7 +148,10 @@ def _run_on_agent(
             click.echo(target.apply().summary, err=log_format == "json")
     else:
         target = _load(agent_file)
-    started = target.start(run_args)
+    started = target.start(request)
+
+    # Imported once the far side is starting, so the two overlap.
+    from prism.engine.events import RunFinished
 
     finished: list[RunFinished] = []
     with _rendering(log_level, log_format, full_tb, agent_file) as sink:
@@ -165,23 +167,22 @@ def _run_on_agent(
     return exit_code
 
 
-def _forward_flags(flags: dict[str, Any], log_level: str, full_tb: bool) -> list[str]:
-    """Rebuild the `prism run` flags for the far side, in a stable order."""
-    args: list[str] = []
-    for task in flags["tasks"]:
-        args += ["--task", task]
-    for name in ("all_upstream", "all_downstream", "full_refresh"):
-        if flags[name]:
-            args.append("--" + name.replace("_", "-"))
-    for variable in flags["variables"]:
-        args += ["--vars", variable]
-    if flags["context"] is not None:
-        args += ["--context", flags["context"]]
-    if log_level != "info":
-        args += ["--log-level", log_level]
-    if full_tb:
-        args.append("--full-tb")
-    return args
+def _remote_run(flags: dict[str, Any], log_level: str, full_tb: bool) -> RemoteRun:
+    """Parse and check the `prism run` flags here, before anything starts."""
+    from prism.agents.remote import RemoteRun
+    from prism.engine.run import selectors_from
+    from prism.project import parse_context, parse_vars
+
+    overrides = {**parse_context(flags["context"]), **parse_vars(flags["variables"])}
+    return RemoteRun(
+        selectors=selectors_from(flags["tasks"]),
+        all_upstream=flags["all_upstream"],
+        all_downstream=flags["all_downstream"],
+        full_refresh=flags["full_refresh"],
+        overrides=overrides,
+        log_level=log_level,
+        full_tb=full_tb,
+    )
 
 
 @contextlib.contextmanager

@@ -77,13 +77,9 @@ def handle_errors(func: F) -> F:
 
 def report_error(error: PrismError, *, full_tb: bool) -> None:
     """Write `error` to stderr with its hint, and its traceback with `full_tb`."""
-    if full_tb:
-        import traceback
+    from prism.console.session import write_error
 
-        click.echo("".join(traceback.format_exception(error)).rstrip(), err=True)
-    click.echo(f"Error: {error.message}", err=True)
-    if error.hint:
-        click.echo(f"  {error.hint}", err=True)
+    write_error(error, full_tb=full_tb)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import click
 
-from prism.cli.main import handle_errors, log_options, report_error
-from prism.errors import PrismError
+from prism.cli.main import handle_errors, log_options
 
 __all__ = ["run", "run_options"]
 
@@ -91,6 +89,7 @@ def run(
     full_tb: bool,
 ) -> None:
     """Run the project's tasks in dependency order."""
+    from prism.console.session import run_session
     from prism.engine.run import RunRequest, selectors_from
     from prism.project import parse_context, parse_vars
 
@@ -108,7 +107,13 @@ def run(
     # secrets masked, so no copy is left on the agent.
     log_path = None if os.environ.get("PRISM_NO_LOG_FILE") else Path.cwd() / "logs.log"
     with _open_log_file(log_path) as log_file:
-        exit_code = run_request(request, log_format, log_level, full_tb, log_file)
+        exit_code = run_session(
+            request,
+            log_format=log_format,
+            log_level=log_level,
+            full_tb=full_tb,
+            log_file=log_file,
+        )
     sys.exit(exit_code)
 
 
@@ -121,68 +126,6 @@ def _stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-
-
-def run_request(
-    request: Any,
-    log_format: str,
-    log_level: str,
-    full_tb: bool,
-    log_file: TextIO | None,
-) -> int:
-    """Prepare and execute a run, rendering its events; return the exit code."""
-    from prism.console import (
-        JsonRenderer,
-        TextRenderer,
-        capture_output,
-        level_from_name,
-        route_logging,
-    )
-    from prism.engine.events import Event, RunFinished
-    from prism.engine.run import execute_run, prepare_run
-
-    level = level_from_name(log_level)
-    text = TextRenderer(
-        sys.stdout if log_format == "text" else None,
-        level=level,
-        full_tb=full_tb,
-        log_file=log_file,
-    )
-    json = JsonRenderer(sys.stdout) if log_format == "json" else None
-
-    def sink(event: Event) -> None:
-        text(event)
-        if json is not None:
-            json(event)
-
-    started = time.perf_counter()
-    with route_logging(sink, level):
-        try:
-            prepared = prepare_run(request)
-        except PrismError as error:
-            if json is not None:
-                json(
-                    RunFinished(
-                        exit_code=error.exit_code,
-                        duration=time.perf_counter() - started,
-                        counts={},
-                        error=str(error),
-                    )
-                )
-            report_error(error, full_tb=full_tb)
-            return error.exit_code
-        try:
-            if json is not None:
-                with capture_output(json):
-                    finished = execute_run(prepared, sink)
-            else:
-                finished = execute_run(prepared, sink)
-        except KeyboardInterrupt:
-            finished = RunFinished(
-                exit_code=130, duration=time.perf_counter() - started, counts={}
-            )
-        sink(finished)
-    return finished.exit_code
 
 
 @contextlib.contextmanager

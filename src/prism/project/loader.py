@@ -12,7 +12,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from prism.admin import generate_run_id, generate_run_slug
 from prism.errors import ProjectError
 
 __all__ = [
@@ -82,6 +81,8 @@ def load_project(root: Path, overrides: dict[str, Any] | None = None) -> Project
     module = _import_project_file(root)
     for key, value in (overrides or {}).items():
         setattr(module, key, value)
+
+    from prism.admin import generate_run_id, generate_run_slug
 
     project = Project(
         root=root,
