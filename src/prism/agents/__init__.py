@@ -23,6 +23,7 @@ __all__ = [
 AGENT_TYPES: dict[str, str] = {
     "venv": "prism.agents.venv:VenvAgent",
     "docker": "prism.agents.docker:DockerAgent",
+    "ssh": "prism.agents.ssh:SshAgent",
 }
 
 

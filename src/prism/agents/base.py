@@ -160,6 +160,9 @@ class Agent(ABC):
             fields=tuple(fields),
         )
 
+    def close(self) -> None:  # noqa: B027 - optional hook, most agents hold nothing
+        """Release connections the agent opened; called when a command ends."""
+
     @contextmanager
     def step(self, description: str) -> Iterator[None]:
         """Log the start and the duration of one lifecycle step."""

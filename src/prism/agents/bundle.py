@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Bundle", "collect_bundle", "external_folders"]
+__all__ = ["Bundle", "collect_bundle", "external_folders", "output_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -192,3 +192,31 @@ def _evaluate(node: ast.expr, names: dict[str, Any]) -> Any:
         if callee in ("os.path.dirname",):
             return os.path.dirname(argument)
     return None
+
+
+def output_paths(
+    root: Path, written: set[str], artifacts: tuple[str, ...] = ()
+) -> list[Path]:
+    """Return what to copy back after a run: target folders and `artifacts`.
+
+    Each target's folder comes back, unless that folder is the project itself:
+    then only the target, so local edits made during the run survive. Paths
+    outside the project are never copied back.
+    """
+    paths: set[Path] = set()
+    for text in written:
+        path = Path(text)
+        parent = path.parent
+        paths.add(parent if parent != root and parent.is_relative_to(root) else path)
+    paths.update((root / artifact).resolve() for artifact in artifacts)
+    inside = set()
+    for path in paths:
+        if path.is_relative_to(root):
+            inside.add(path)
+        else:
+            logger.warning("Not copying %s back: it is outside the project", path)
+    return sorted(
+        path
+        for path in inside
+        if not any(other != path and path.is_relative_to(other) for other in inside)
+    )

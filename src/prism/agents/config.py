@@ -37,7 +37,7 @@ __all__ = [
     "secret_values",
 ]
 
-_PLANNED_TYPES = ("ssh", "ec2", "emr")
+_PLANNED_TYPES = ("ec2", "emr")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SCALARS = (str, int, float, bool)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prism.agents.base import Agent
-from prism.agents.bundle import collect_bundle
+from prism.agents.bundle import collect_bundle, output_paths
 from prism.agents.deps import (
     PythonTarget,
     build_wheelhouse,
@@ -323,13 +323,9 @@ class DockerAgent(Agent):
         return int(result.get("StatusCode", 1))
 
     def _copy_outputs(self, container: Any, written: set[str]) -> None:
-        paths = _output_folders(self.project_root, written)
-        for artifact in self.config.spec.artifacts:
-            paths.add((self.project_root / artifact).resolve())
-        for path in sorted(paths):
-            if not path.is_relative_to(self.project_root):
-                logger.warning("Not copying %s back: it is outside the project", path)
-                continue
+        for path in output_paths(
+            self.project_root, written, self.config.spec.artifacts
+        ):
             _copy_back(container, path)
 
     def _delete(self) -> list[str]:
@@ -436,23 +432,6 @@ def _project_id(root: Path) -> str:
 def _slug(text: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug or "project"
-
-
-def _output_folders(root: Path, written: set[str]) -> set[Path]:
-    # Copy back the folder each target is in, unless that folder is the project
-    # itself: then only the target, so local edits made during the run survive.
-    folders: set[Path] = set()
-    for text in written:
-        path = Path(text)
-        parent = path.parent
-        folders.add(parent if parent != root and parent.is_relative_to(root) else path)
-    return {
-        folder
-        for folder in folders
-        if not any(
-            other != folder and folder.is_relative_to(other) for other in folders
-        )
-    }
 
 
 def _copy_back(container: Any, path: Path) -> None:

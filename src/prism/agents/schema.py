@@ -85,7 +85,22 @@ class DockerSpec(_Spec):
     resources: Resources = Field(default_factory=Resources)
 
 
-AgentSpec = Annotated[VenvSpec | DockerSpec, Field(discriminator="type")]
+class SshSpec(_Spec):
+    """A host reached with the system's OpenSSH client."""
+
+    type: Literal["ssh"]
+    host: str = Field(min_length=1)
+    user: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    identity_file: str | None = None
+    ssh_config: str | None = Field(
+        default=None, description="an OpenSSH config file used instead of ~/.ssh/config"
+    )
+    python: str = "python3"
+    workdir: str | None = None
+
+
+AgentSpec = Annotated[VenvSpec | DockerSpec | SshSpec, Field(discriminator="type")]
 
 
 class _AgentFile(BaseModel):
@@ -105,6 +120,10 @@ def validate_agent(path: Path, data: dict[str, Any]) -> AgentSettings:
     except ValidationError as error:
         raise _describe_validation_error(path, error) from None
     resources = getattr(spec, "resources", Resources())
+    extra = {
+        key: getattr(spec, key, None)
+        for key in ("host", "user", "port", "identity_file", "ssh_config", "workdir")
+    }
     return AgentSettings(
         type=spec.type,
         requirements=str(spec.requirements) if spec.requirements else None,
@@ -116,6 +135,7 @@ def validate_agent(path: Path, data: dict[str, Any]) -> AgentSettings:
         server_url=getattr(spec, "server_url", None),
         cpus=resources.cpus,
         memory=resources.memory,
+        **extra,
     )
 
 
@@ -143,7 +163,11 @@ def _describe_validation_error(path: Path, error: ValidationError) -> ConfigErro
 
 def _suggest_key(location: list[str], error: ValidationError) -> str | None:
     if location[:1] == ["agent"] and len(location) == 2:
-        known = set(VenvSpec.model_fields) | set(DockerSpec.model_fields)
+        known = (
+            set(VenvSpec.model_fields)
+            | set(DockerSpec.model_fields)
+            | set(SshSpec.model_fields)
+        )
     elif location[:2] == ["agent", "resources"]:
         known = set(Resources.model_fields)
     else:

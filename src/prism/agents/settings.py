@@ -11,7 +11,7 @@ from typing import Any
 
 __all__ = ["AGENT_TYPES", "AgentSettings"]
 
-AGENT_TYPES = ("venv", "docker")
+AGENT_TYPES = ("venv", "docker", "ssh")
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,12 @@ class AgentSettings:
     server_url: str | None = None
     cpus: float | None = None
     memory: str | None = None
+    host: str | None = None
+    user: str | None = None
+    port: int | None = None
+    identity_file: str | None = None
+    ssh_config: str | None = None
+    workdir: str | None = None
 
     def to_cache(self) -> dict[str, Any]:
         """Return the settings without `env`, for the state database."""

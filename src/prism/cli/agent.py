@@ -48,8 +48,7 @@ def agent() -> None:
 @handle_errors
 def apply(agent_file: Path, log_level: str, full_tb: bool) -> None:
     """Create or update the agent's environment; do nothing if it is up to date."""
-    with _rendering(log_level, "text", full_tb):
-        target = _load(agent_file)
+    with _rendering(log_level, "text", full_tb), _loaded(agent_file) as target:
         click.echo(target.apply().summary)
 
 
@@ -79,8 +78,7 @@ def build(agent_file: Path, log_level: str, full_tb: bool, **flags: Any) -> None
 @handle_errors
 def delete(agent_file: Path, log_level: str, full_tb: bool) -> None:
     """Remove everything the agent created."""
-    with _rendering(log_level, "text", full_tb):
-        target = _load(agent_file)
+    with _rendering(log_level, "text", full_tb), _loaded(agent_file) as target:
         removed = target.delete()
     for line in removed:
         click.echo(f"Agent {target.name}: {line}")
@@ -94,8 +92,8 @@ def delete(agent_file: Path, log_level: str, full_tb: bool) -> None:
 @handle_errors
 def status(agent_file: Path, log_level: str, full_tb: bool) -> None:
     """Show what exists for the agent and how its last run ended."""
-    target = _load(agent_file)
-    report = target.status()
+    with _loaded(agent_file) as target:
+        report = target.status()
     state = "applied" if report.exists else "not applied"
     click.echo(f"Agent {report.name} ({report.type}): {state}")
     for label, value in report.fields:
@@ -116,6 +114,16 @@ def list_(log_level: str, full_tb: bool) -> None:
         return
     for record in records:
         click.echo(f"{record.name:<20} {record.type:<8} {record.file}")
+
+
+@contextlib.contextmanager
+def _loaded(agent_file: Path) -> Iterator[Agent]:
+    """Load the agent, and release its connections when the command ends."""
+    target = _load(agent_file)
+    try:
+        yield target
+    finally:
+        target.close()
 
 
 def _load(agent_file: Path) -> Agent:
@@ -142,26 +150,24 @@ def _run_on_agent(
 ) -> int:
     request = _remote_run(flags, log_level, full_tb)
     log_format = flags["log_format"]
-    if apply_first:
-        with _rendering(log_level, log_format, full_tb, agent_file):
-            target = _load(agent_file)
-            click.echo(target.apply().summary, err=log_format == "json")
-    else:
-        target = _load(agent_file)
-    started = target.start(request)
+    with _loaded(agent_file) as target:
+        if apply_first:
+            with _rendering(log_level, log_format, full_tb, agent_file):
+                click.echo(target.apply().summary, err=log_format == "json")
+        started = target.start(request)
 
-    # Imported once the far side is starting, so the two overlap.
-    from prism.engine.events import RunFinished
+        # Imported once the far side is starting, so the two overlap.
+        from prism.engine.events import RunFinished
 
-    finished: list[RunFinished] = []
-    with _rendering(log_level, log_format, full_tb, agent_file) as sink:
+        finished: list[RunFinished] = []
+        with _rendering(log_level, log_format, full_tb, agent_file) as sink:
 
-        def record(event: Any) -> None:
-            if isinstance(event, RunFinished):
-                finished.append(event)
-            sink(event)
+            def record(event: Any) -> None:
+                if isinstance(event, RunFinished):
+                    finished.append(event)
+                sink(event)
 
-        exit_code = started.wait(record)
+            exit_code = started.wait(record)
     if finished and finished[-1].error:
         report_error(ConfigError(finished[-1].error), full_tb=False)
     return exit_code

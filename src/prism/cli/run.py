@@ -102,7 +102,6 @@ def run(
         full_refresh=full_refresh,
         overrides=overrides,
     )
-    _stop_on_sigterm()
     # An agent's far side sets PRISM_NO_LOG_FILE: the client keeps the log, with
     # secrets masked, so no copy is left on the agent.
     log_path = None if os.environ.get("PRISM_NO_LOG_FILE") else Path.cwd() / "logs.log"
@@ -115,17 +114,6 @@ def run(
             log_file=log_file,
         )
     sys.exit(exit_code)
-
-
-def _stop_on_sigterm() -> None:
-    # `docker stop`, `kill` and an agent stopping a remote run send SIGTERM; end
-    # the run the way Ctrl-C does, so it is reported and exits 130.
-    import signal
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
 
 
 @contextlib.contextmanager

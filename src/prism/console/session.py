@@ -41,7 +41,11 @@ def run_session(
     full_tb: bool,
     log_file: TextIO | None,
 ) -> int:
-    """Prepare and execute a run, rendering its events; return the exit code."""
+    """Prepare and execute a run, rendering its events; return the exit code.
+
+    SIGTERM ends the run the way Ctrl-C does: `docker stop`, `kill` and an agent
+    stopping a remote run send it, and the interrupted tasks are still reported.
+    """
     from prism.console import (
         JsonRenderer,
         TextRenderer,
@@ -52,6 +56,7 @@ def run_session(
     from prism.engine.events import RunFinished
     from prism.engine.run import execute_run, prepare_run
 
+    _stop_on_sigterm()
     level = level_from_name(log_level)
     text = TextRenderer(
         sys.stdout if log_format == "text" else None,
@@ -94,3 +99,12 @@ def run_session(
             )
         sink(finished)
     return finished.exit_code
+
+
+def _stop_on_sigterm() -> None:
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
