@@ -261,7 +261,8 @@ class SshAgent(Agent):
 
     def _delete(self) -> list[str]:
         result = self.connection.run(
-            f"test -d {self.folder} && rm -rf {self.folder} && echo removed",
+            f"test -d {self.folder} && rm -rf {self.folder} && echo removed; "
+            f"{self._remove_empty_parent()}true",
             check=False,
         )
         if result.returncode == 255:
@@ -269,6 +270,12 @@ class SshAgent(Agent):
         if b"removed" in result.stdout:
             return [f"removed {self.config.spec.host}:{self.rsync_folder}"]
         return []
+
+    def _remove_empty_parent(self) -> str:
+        # The default folder sits in one folder per project; drop it once empty.
+        if self.config.spec.workdir:
+            return ""
+        return f"rmdir {self.folder.rsplit('/', 1)[0]} 2>/dev/null; "
 
     def _status(self) -> list[tuple[str, str]]:
         result = self.connection.run(

@@ -1,0 +1,351 @@
+"""The SSH agent against a real OpenSSH server in a container on 127.0.0.1."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.agents.conftest import (
+    SECRET,
+    SECRET_ENV,
+    AppliedAgents,
+    files_containing,
+    output_of,
+    prism,
+    unique_name,
+    write_project,
+)
+from tests.integration import require, require_test_image
+
+pytestmark = pytest.mark.integration
+
+SSHD_IMAGE = "prism-test/sshd:bookworm"
+
+PROJECT_FILES = {
+    "tasks/extract.py": """\
+        import os
+        import prism.target
+        from prism.decorators import target, task
+
+
+        @task(targets=[target(type=prism.target.JSON, loc="output/rows.json")])
+        def extract(tasks, hooks):
+            print("token", os.environ.get("TOKEN"))
+            return [1, 2, 3]
+    """,
+    "tasks/total.py": """\
+        import prism.target
+        from prism.decorators import target, task
+
+
+        @task(targets=[target(type=prism.target.Txt, loc="output/total.txt")])
+        def total(tasks, hooks):
+            return str(sum(tasks.ref("extract")))
+    """,
+    ".gitignore": "output/\n",
+}
+
+
+@dataclass(frozen=True)
+class SshHost:
+    """A running sshd container and an OpenSSH config that reaches it as `alias`."""
+
+    alias: str
+    config: Path
+    known_hosts: Path
+    container: Any
+
+    def run(self, command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ssh", "-F", str(self.config), "-o", "BatchMode=yes", self.alias, command],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for_sshd(port: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if sock.recv(4).startswith(b"SSH"):
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"sshd on 127.0.0.1:{port} did not answer")
+
+
+@pytest.fixture(scope="module")
+def ssh_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHost]:
+    client = require_test_image(SSHD_IMAGE)
+    require(
+        subprocess.run(["which", "rsync"], capture_output=True).returncode == 0,
+        "rsync is not installed on this machine; run `apt-get install rsync`",
+    )
+    folder = tmp_path_factory.mktemp("ssh")
+    key = folder / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True
+    )
+    port = _free_port()
+    container = client.containers.run(
+        SSHD_IMAGE,
+        detach=True,
+        remove=True,
+        ports={"22/tcp": ("127.0.0.1", port)},
+        environment={"SSH_AUTHORIZED_KEYS": key.with_suffix(".pub").read_text()},
+        labels={"prism-test": "sshd"},
+    )
+    known_hosts = folder / "known_hosts"
+    config = folder / "ssh_config"
+    config.write_text(
+        f"Host test-host\n"
+        f"  HostName 127.0.0.1\n"
+        f"  Port {port}\n"
+        f"  User prism\n"
+        f"  IdentityFile {key}\n"
+        f"  IdentitiesOnly yes\n"
+        f"  UserKnownHostsFile {known_hosts}\n"
+    )
+    try:
+        _wait_for_sshd(port)
+        yield SshHost("test-host", config, known_hosts, container)
+    finally:
+        container.remove(force=True)
+
+
+@dataclass(frozen=True)
+class SshProject:
+    root: Path
+    agent_file: Path
+    host: SshHost
+
+
+@pytest.fixture(scope="module")
+def ssh_project(
+    ssh_host: SshHost, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SshProject]:
+    root = write_project(
+        tmp_path_factory.mktemp("sshproject") / unique_name("ssh"), PROJECT_FILES
+    )
+    agent_file = root / "remote.yml"
+    agent_file.write_text(
+        "agent:\n"
+        "  type: ssh\n"
+        "  host: test-host\n"
+        f"  ssh_config: {ssh_host.config}\n"
+        "  env:\n"
+        "    TOKEN: ${PRISM_TEST_SECRET}\n"
+    )
+    agents = AppliedAgents()
+    try:
+        agents.apply(root, agent_file)
+        yield SshProject(root, agent_file, ssh_host)
+    finally:
+        agents.cleanup()
+
+
+def test_run_returns_outputs_and_events(ssh_project):
+    result = prism(
+        "agent",
+        "run",
+        "-f",
+        str(ssh_project.agent_file),
+        cwd=ssh_project.root,
+        env=SECRET_ENV,
+    )
+
+    assert result.returncode == 0, output_of(result)
+    assert "[remote] " in result.stdout
+    assert "DONE  total.total" in result.stdout
+    assert (ssh_project.root / "output" / "total.txt").read_text() == "6"
+
+
+def test_secret_masked_and_never_stored(ssh_project):
+    result = prism(
+        "agent",
+        "run",
+        "-f",
+        str(ssh_project.agent_file),
+        cwd=ssh_project.root,
+        env=SECRET_ENV,
+    )
+
+    assert result.returncode == 0, output_of(result)
+    assert "token ****" in result.stdout
+    assert SECRET not in result.stdout + result.stderr
+    assert files_containing(ssh_project.root, SECRET) == []
+    found = ssh_project.host.run(f"grep -rl {SECRET} ~/.prism || true")
+    assert found.stdout.strip() == ""
+
+
+def test_host_key_remembered_on_first_contact(ssh_project):
+    assert "[127.0.0.1]" in ssh_project.host.known_hosts.read_text()
+
+
+def test_edit_and_deleted_file_reach_host(ssh_project):
+    extra = ssh_project.root / "tasks" / "extra.py"
+    extra.write_text(
+        "from prism.decorators import task\n\n\n@task()\ndef extra(tasks, hooks):\n"
+        "    return 'first'\n"
+    )
+    first = prism(
+        "agent",
+        "run",
+        "-f",
+        str(ssh_project.agent_file),
+        "--log-format",
+        "json",
+        cwd=ssh_project.root,
+        env=SECRET_ENV,
+    )
+    assert first.returncode == 0, output_of(first)
+    assert '"extra.extra"' in first.stdout
+
+    extra.unlink()
+    second = prism(
+        "agent",
+        "run",
+        "-f",
+        str(ssh_project.agent_file),
+        "--log-format",
+        "json",
+        cwd=ssh_project.root,
+        env=SECRET_ENV,
+    )
+
+    assert second.returncode == 0, output_of(second)
+    assert '"extra.extra"' not in second.stdout
+
+
+def test_failing_task_exits_one(ssh_project):
+    broken = ssh_project.root / "tasks" / "broken.py"
+    broken.write_text(
+        "from prism.decorators import task\n\n\n@task()\ndef broken(tasks, hooks):\n"
+        "    raise ValueError('no rows today')\n"
+    )
+    try:
+        result = prism(
+            "agent",
+            "run",
+            "-f",
+            str(ssh_project.agent_file),
+            cwd=ssh_project.root,
+            env=SECRET_ENV,
+        )
+    finally:
+        broken.unlink()
+
+    assert result.returncode == 1, output_of(result)
+    assert "no rows today" in result.stdout
+    assert "tasks/broken.py:6" in result.stdout
+
+
+def test_noop_apply_does_nothing(ssh_project):
+    result = prism(
+        "agent", "apply", "-f", str(ssh_project.agent_file), cwd=ssh_project.root
+    )
+
+    assert result.returncode == 0, output_of(result)
+    assert "up to date" in result.stdout
+
+
+def test_interrupt_stops_remote_process(ssh_project, start_agent):
+    slow = ssh_project.root / "tasks" / "slow.py"
+    slow.write_text(
+        "import time\nfrom prism.decorators import task\n\n\n@task()\n"
+        "def slow(tasks, hooks):\n    print('started', flush=True)\n"
+        "    time.sleep(120)\n    return 1\n"
+    )
+    try:
+        agent = start_agent(
+            "agent",
+            "run",
+            "-f",
+            str(ssh_project.agent_file),
+            "-t",
+            "slow",
+            cwd=ssh_project.root,
+            env=SECRET_ENV,
+        )
+        deadline = time.monotonic() + 60
+        while "started" not in agent.stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "started" in agent.stdout, agent.stdout + agent.stderr
+        agent.process.send_signal(signal.SIGINT)
+        agent.process.wait(timeout=30)
+    finally:
+        slow.unlink()
+
+    assert agent.process.returncode == 130, agent.stdout + agent.stderr
+    assert "INTERRUPTED" in agent.stdout
+    left = ssh_project.host.run("pgrep -f 'prism[.]agents[.]remote' || true")
+    assert left.stdout.strip() == ""
+
+
+def test_unreachable_host_exits_two(tmp_path, ssh_host):
+    root = write_project(tmp_path / "project", PROJECT_FILES)
+    agent_file = root / "nowhere.yml"
+    agent_file.write_text(
+        f"agent:\n  type: ssh\n  host: 127.0.0.1\n  port: {_free_port()}\n"
+        f"  ssh_config: {ssh_host.config}\n"
+    )
+
+    result = prism("agent", "apply", "-f", str(agent_file), cwd=root)
+
+    assert result.returncode == 2, output_of(result)
+    assert "Cannot connect to 127.0.0.1 over SSH" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_stricter_host_key_setting_kept(tmp_path, ssh_host):
+    config = tmp_path / "strict_config"
+    config.write_text(
+        ssh_host.config.read_text().replace(
+            str(ssh_host.known_hosts), str(tmp_path / "empty_known_hosts")
+        )
+        + "  StrictHostKeyChecking yes\n"
+    )
+    root = write_project(tmp_path / "project", PROJECT_FILES)
+    agent_file = root / "strict.yml"
+    agent_file.write_text(
+        f"agent:\n  type: ssh\n  host: {ssh_host.alias}\n  ssh_config: {config}\n"
+    )
+
+    result = prism("agent", "apply", "-f", str(agent_file), cwd=root)
+
+    assert result.returncode == 2, output_of(result)
+    assert "Host key verification failed" in result.stderr
+
+
+def test_delete_removes_host_folder(tmp_path, ssh_host):
+    root = write_project(tmp_path / unique_name("sshdelete"), PROJECT_FILES)
+    agent_file = root / "gone.yml"
+    agent_file.write_text(
+        f"agent:\n  type: ssh\n  host: {ssh_host.alias}\n"
+        f"  ssh_config: {ssh_host.config}\n"
+    )
+    applied = prism("agent", "apply", "-f", str(agent_file), cwd=root)
+    assert applied.returncode == 0, output_of(applied)
+
+    result = prism("agent", "delete", "-f", str(agent_file), cwd=root)
+
+    assert result.returncode == 0, output_of(result)
+    assert "removed" in result.stdout
+    left = ssh_host.run(f"ls -d ~/.prism/{root.name}-* 2>/dev/null || true")
+    assert left.stdout.strip() == ""
