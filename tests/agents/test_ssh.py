@@ -349,3 +349,32 @@ def test_delete_removes_host_folder(tmp_path, ssh_host):
     assert "removed" in result.stdout
     left = ssh_host.run(f"ls -d ~/.prism/{root.name}-* 2>/dev/null || true")
     assert left.stdout.strip() == ""
+
+
+def test_selected_task_reads_upstream_target(ssh_project):
+    full = prism(
+        "agent",
+        "run",
+        "-f",
+        str(ssh_project.agent_file),
+        cwd=ssh_project.root,
+        env=SECRET_ENV,
+    )
+    assert full.returncode == 0, output_of(full)
+
+    result = prism(
+        "agent",
+        "run",
+        "-f",
+        str(ssh_project.agent_file),
+        "-t",
+        "total",
+        "--log-format",
+        "json",
+        cwd=ssh_project.root,
+        env=SECRET_ENV,
+    )
+
+    assert result.returncode == 0, output_of(result)
+    assert '"task":"total.total"' in result.stdout
+    assert '"task":"extract.extract"' not in result.stdout

@@ -126,7 +126,7 @@ class Agent(ABC):
         secrets = secret_values(self.config, env)
         run_id = self.state.start_run(self.name, request.describe())
         try:
-            stream = self._start(request.payload(env))
+            stream = self._start(request, request.payload(env))
         except BaseException:
             self.state.finish_run(run_id, 1)
             raise
@@ -184,8 +184,13 @@ class Agent(ABC):
         """Build the environment for `fingerprint`; return a one-line summary."""
 
     @abstractmethod
-    def _start(self, payload: bytes) -> Callable[[EventSink], RunFinished]:
+    def _start(
+        self, request: RemoteRun, payload: bytes
+    ) -> Callable[[EventSink], RunFinished]:
         """Ship the project and start it; return the function that follows the run.
+
+        When `request` selects tasks, the target files of earlier runs are shipped
+        too (`collect_bundle(..., with_targets=True)`).
 
         The far side runs `python -m prism.agents.remote` in the project folder,
         and `payload` (the run's request and `env`) goes to its standard input.

@@ -68,12 +68,26 @@ class Bundle:
         return buffer.getvalue()
 
 
-def collect_bundle(root: Path) -> Bundle:
-    """List the files to ship for the project at `root`."""
+def collect_bundle(root: Path, *, with_targets: bool = False) -> Bundle:
+    """List the files to ship for the project at `root`.
+
+    With `with_targets`, the target files earlier runs wrote are shipped too,
+    even when ignored, so selected tasks can read their upstream outputs.
+    """
+    from prism.engine.manifest import read_targets
+
     roots = [root, *external_folders(root)]
     files: list[Path] = []
     for folder in roots:
         files.extend(_walk(folder, _ignore_spec(folder)))
+    if with_targets:
+        shipped = set(files)
+        for target in read_targets(root):
+            if target.is_dir():
+                extra = [path for path in target.rglob("*") if path.is_file()]
+            else:
+                extra = [target] if target.is_file() else []
+            files.extend(path for path in extra if path not in shipped)
     folders = sorted({parent for path in files for parent in _parents(path)})
     digest = hashlib.sha256()
     for path in files:

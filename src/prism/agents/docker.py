@@ -44,10 +44,13 @@ from prism.agents.deps import (
 from prism.agents.process import GRACE_SECONDS, follow_interruptibly
 from prism.agents.stream import EventReader
 from prism.engine.events import EventSink, RunFinished, TaskFinished
+from prism.engine.manifest import record_targets
 from prism.errors import ConfigError, PrismError
 
 if TYPE_CHECKING:
     import docker
+
+    from prism.agents.remote import RemoteRun
 
 __all__ = ["DockerAgent"]
 
@@ -210,10 +213,12 @@ class DockerAgent(Agent):
                 removed.append(name)
         return removed
 
-    def _start(self, payload: bytes) -> Callable[[EventSink], RunFinished]:
+    def _start(
+        self, request: RemoteRun, payload: bytes
+    ) -> Callable[[EventSink], RunFinished]:
         record = self.state.agent(self.name)
         assert record is not None and record.fingerprint is not None
-        bundle = collect_bundle(self.project_root)
+        bundle = collect_bundle(self.project_root, with_targets=bool(request.selectors))
         spec = self.config.spec
         command = [f"{VENV}/bin/python", "-m", "prism.agents.remote"]
         options: dict[str, Any] = {}
@@ -327,6 +332,7 @@ class DockerAgent(Agent):
             self.project_root, written, self.config.spec.artifacts
         ):
             _copy_back(container, path)
+        record_targets(self.project_root, written)
 
     def _delete(self) -> list[str]:
         removed = []

@@ -32,9 +32,11 @@ from prism.agents.deps import (
     probe_script,
 )
 from prism.agents.openssh import SshConnection, SshEndpoint
+from prism.engine.manifest import record_targets
 from prism.errors import ConfigError
 
 if TYPE_CHECKING:
+    from prism.agents.remote import RemoteRun
     from prism.engine.events import EventSink, RunFinished
 
 __all__ = ["SshAgent"]
@@ -175,8 +177,10 @@ class SshAgent(Agent):
             f"(Python {target.version})"
         )
 
-    def _start(self, payload: bytes) -> Callable[[EventSink], RunFinished]:
-        bundle = collect_bundle(self.project_root)
+    def _start(
+        self, request: RemoteRun, payload: bytes
+    ) -> Callable[[EventSink], RunFinished]:
+        bundle = collect_bundle(self.project_root, with_targets=bool(request.selectors))
         files = [str(path).lstrip("/") for path in bundle.files]
         sent = self.connection.push(Path("/"), files, f"{self.rsync_folder}/files")
         logger.debug("Sent %d bytes of project files", sent)
@@ -258,6 +262,7 @@ class SshAgent(Agent):
         ):
             remote = f"{self.rsync_folder}/files{path}"
             self.connection.pull(remote, path)
+        record_targets(self.project_root, written)
 
     def _delete(self) -> list[str]:
         result = self.connection.run(

@@ -30,6 +30,7 @@ from prism.agents.deps import (
 from prism.errors import ConfigError
 
 if TYPE_CHECKING:
+    from prism.agents.remote import RemoteRun
     from prism.engine.events import EventSink, RunFinished
 
 __all__ = ["VenvAgent"]
@@ -132,7 +133,9 @@ class VenvAgent(Agent):
         self.state.add_resource(self.name, "venv", str(old), {"python": target.version})
         return f"Agent {self.name}: virtual environment ready at {old}"
 
-    def _start(self, payload: bytes) -> Callable[[EventSink], RunFinished]:
+    def _start(
+        self, request: RemoteRun, payload: bytes
+    ) -> Callable[[EventSink], RunFinished]:
         environment = {
             name: os.environ[name] for name in _PASSED_VARIABLES if name in os.environ
         }

@@ -10,7 +10,7 @@ from typing import Any
 
 from prism.engine.graph import Graph
 
-__all__ = ["build_manifest", "write_manifest"]
+__all__ = ["build_manifest", "read_targets", "record_targets", "write_manifest"]
 
 
 def build_manifest(graph: Graph, project_file_text: str) -> dict[str, Any]:
@@ -54,3 +54,37 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
         os.unlink(temporary)
         raise
     return path
+
+
+def read_targets(root: Path) -> list[Path]:
+    """Return the target paths runs of this project wrote, as recorded."""
+    path = root / ".compiled" / "targets.json"
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [root / name for name in names if isinstance(name, str)]
+
+
+def record_targets(root: Path, written: set[str]) -> None:
+    """Add the target paths a run wrote inside the project to `targets.json`.
+
+    Agents ship these files when a run selects tasks, so a selected task can read
+    its upstream outputs on the agent as it would here.
+    """
+    names = {
+        str(Path(path).relative_to(root))
+        for path in written
+        if Path(path).is_relative_to(root)
+    }
+    if not names:
+        return
+    known = {str(path.relative_to(root)) for path in read_targets(root)}
+    if names <= known:
+        return
+    folder = root / ".compiled"
+    folder.mkdir(exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".targets-", suffix=".json")
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        json.dump(sorted(known | names), stream, indent=1)
+    os.replace(temporary, folder / "targets.json")

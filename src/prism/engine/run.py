@@ -11,9 +11,9 @@ from typing import Any
 
 import prism
 from prism.connectors.hooks import Hooks
-from prism.engine.events import EventSink, RunFinished, RunStarted
+from prism.engine.events import Event, EventSink, RunFinished, RunStarted, TaskFinished
 from prism.engine.graph import Graph, build_graph
-from prism.engine.manifest import build_manifest, write_manifest
+from prism.engine.manifest import build_manifest, record_targets, write_manifest
 from prism.engine.parser import parse_tasks
 from prism.engine.scheduler import Scheduler
 from prism.engine.selection import Plan, plan_run
@@ -133,16 +133,24 @@ def execute_run(prepared: PreparedRun, sink: EventSink) -> RunFinished:
             tasks=plan.execute,
         )
     )
+    written: set[str] = set()
+
+    def record(event: Event) -> None:
+        if isinstance(event, TaskFinished):
+            written.update(event.targets)
+        sink(event)
+
     scheduler = Scheduler(
         prepared.compiled.graph,
         plan,
         root=project.root,
         hooks=Hooks(project.profile_path, project.profile),
-        sink=sink,
+        sink=record,
         threads=project.threads,
         full_refresh=prepared.request.full_refresh,
     )
     outcome = scheduler.run()
+    record_targets(project.root, written)
 
     if outcome.interrupted:
         exit_code = EXIT_INTERRUPTED
