@@ -41,4 +41,9 @@ def graph_of(parse: Callable[..., list[ModuleSpec]]) -> Callable[..., Graph]:
 def function_task(name: str, *refs: str) -> str:
     """Return the source of a module with one function task that refs `refs`."""
     calls = "".join(f"    tasks.ref({ref!r})\n" for ref in refs)
-    return f"from prism.decorators import task\n@task()\ndef {name}(tasks, hooks):\n{calls}    return 1\n"
+    return (
+        f"from prism.decorators import task\n"
+        f"@task()\n"
+        f"def {name}(tasks, hooks):\n"
+        f"{calls}    return 1\n"
+    )

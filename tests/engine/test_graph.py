@@ -29,7 +29,12 @@ def test_independent_tasks_keep_definition_order(graph_of):
 def test_every_ref_form_resolves(graph_of):
     graph = graph_of(
         {
-            "base": "import prism.task\nclass Base(prism.task.PrismTask):\n    def run(self, tasks, hooks):\n        return 1\n",
+            "base": (
+                "import prism.task\n"
+                "class Base(prism.task.PrismTask):\n"
+                "    def run(self, tasks, hooks):\n"
+                "        return 1\n"
+            ),
             "dir/nested": function_task("nested"),
             "user": """
 import prism.task
@@ -72,7 +77,12 @@ def test_cycle_reports_each_task_and_file(graph_of):
 
 
 def test_self_reference_rejected(graph_of):
-    source = "import prism.task\nclass A(prism.task.PrismTask):\n    def run(self, tasks, hooks):\n        return tasks.ref('A', local=True)\n"
+    source = (
+        "import prism.task\n"
+        "class A(prism.task.PrismTask):\n"
+        "    def run(self, tasks, hooks):\n"
+        "        return tasks.ref('A', local=True)\n"
+    )
     with pytest.raises(GraphError, match=r"tasks/a\.py:4.*self-references"):
         graph_of({"a": source})
 
@@ -97,7 +107,15 @@ def test_unknown_task_in_module_rejected(graph_of):
 
 
 def test_ambiguous_module_ref_names_its_tasks(graph_of):
-    two = "from prism.decorators import task\n@task()\ndef x(tasks, hooks):\n    return 1\n@task()\ndef y(tasks, hooks):\n    return 2\n"
+    two = (
+        "from prism.decorators import task\n"
+        "@task()\n"
+        "def x(tasks, hooks):\n"
+        "    return 1\n"
+        "@task()\n"
+        "def y(tasks, hooks):\n"
+        "    return 2\n"
+    )
     with pytest.raises(GraphError, match=r"several tasks \(two\.x, two\.y\)"):
         graph_of({"two": two, "b": function_task("b", "two")})
 

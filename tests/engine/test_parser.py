@@ -49,7 +49,12 @@ def test_indirect_subclass_is_not_a_task(parse):
 def test_bare_task_decorator_accepted(parse):
     (module,) = parse(
         {
-            "mod": "from prism.decorators import task\n@task\ndef f(tasks, hooks):\n  return 1\n"
+            "mod": (
+                "from prism.decorators import task\n"
+                "@task\n"
+                "def f(tasks, hooks):\n"
+                "  return 1\n"
+            )
         }
     )
     assert module.tasks[0].id == "mod.f"
@@ -101,7 +106,12 @@ def test_syntax_error_names_file_and_line(parse):
     ],
 )
 def test_class_run_with_wrong_parameters_rejected(parse, signature):
-    source = f"import prism.task\nclass A(prism.task.PrismTask):\n    {signature}:\n        return 1\n"
+    source = (
+        f"import prism.task\n"
+        f"class A(prism.task.PrismTask):\n"
+        f"    {signature}:\n"
+        f"        return 1\n"
+    )
     with pytest.raises(
         TaskDefinitionError, match=r"tasks/mod\.py:3.*\(self, tasks, hooks\)"
     ):
@@ -109,7 +119,12 @@ def test_class_run_with_wrong_parameters_rejected(parse, signature):
 
 
 def test_parameters_in_any_order_accepted(parse):
-    source = "import prism.task\nclass A(prism.task.PrismTask):\n    def run(self, hooks, tasks):\n        return 1\n"
+    source = (
+        "import prism.task\n"
+        "class A(prism.task.PrismTask):\n"
+        "    def run(self, hooks, tasks):\n"
+        "        return 1\n"
+    )
     assert parse({"mod": source})[0].tasks[0].name == "A"
 
 
@@ -126,7 +141,12 @@ def test_function_task_with_wrong_parameters_rejected(parse):
 
 
 def test_non_integer_retries_rejected(parse):
-    source = "from prism.decorators import task\n@task(retries='two')\ndef f(tasks, hooks):\n    return 1\n"
+    source = (
+        "from prism.decorators import task\n"
+        "@task(retries='two')\n"
+        "def f(tasks, hooks):\n"
+        "    return 1\n"
+    )
     with pytest.raises(TaskDefinitionError, match=r"tasks/mod\.py:2: retries must be"):
         parse({"mod": source})
 
@@ -157,6 +177,11 @@ def test_targets_detected_for_both_task_kinds(parse):
 
 
 def test_ref_with_too_many_arguments_rejected(parse):
-    source = "from prism.decorators import task\n@task()\ndef f(tasks, hooks):\n    return tasks.ref('a', False, 3)\n"
+    source = (
+        "from prism.decorators import task\n"
+        "@task()\n"
+        "def f(tasks, hooks):\n"
+        "    return tasks.ref('a', False, 3)\n"
+    )
     with pytest.raises(TaskDefinitionError, match="at most two arguments"):
         parse({"mod": source})

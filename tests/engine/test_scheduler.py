@@ -4,7 +4,6 @@ import os
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -78,7 +77,12 @@ def test_threads_run_independent_tasks_concurrently(run_project):
 def test_failure_skips_downstream_but_runs_independent(run_project):
     code, events = run_project(
         {
-            "bad": "from prism.decorators import task\n@task()\ndef bad(tasks, hooks):\n    raise ValueError('no data')\n",
+            "bad": (
+                "from prism.decorators import task\n"
+                "@task()\n"
+                "def bad(tasks, hooks):\n"
+                "    raise ValueError('no data')\n"
+            ),
             "after": sleeper("after", 0, "bad"),
             "later": sleeper("later", 0, "after"),
             "free": sleeper("free", 0),
@@ -123,7 +127,12 @@ def test_retries_make_one_attempt_each(run_project, tmp_path):
 
 
 def test_retry_delay_is_waited(run_project):
-    source = "from prism.decorators import task\n@task(retries=1, retry_delay_seconds=0.4)\ndef f(tasks, hooks):\n    raise ValueError('x')\n"
+    source = (
+        "from prism.decorators import task\n"
+        "@task(retries=1, retry_delay_seconds=0.4)\n"
+        "def f(tasks, hooks):\n"
+        "    raise ValueError('x')\n"
+    )
     started = time.perf_counter()
     code, events = run_project({"f": source})
     assert code == 1
@@ -143,7 +152,13 @@ def test_done_task_skips_body_and_reads_target(run_project, tmp_path):
         def run(self, tasks, hooks):
             raise AssertionError("body must not run")
     """
-    reader = "from prism.decorators import task\n@task()\ndef b(tasks, hooks):\n    assert tasks.ref('a') == 'from disk'\n    return 1\n"
+    reader = (
+        "from prism.decorators import task\n"
+        "@task()\n"
+        "def b(tasks, hooks):\n"
+        "    assert tasks.ref('a') == 'from disk'\n"
+        "    return 1\n"
+    )
     code, events = run_project({"a": source, "b": reader})
     assert code == 0
     assert finished(events)["a.A"].status == "skipped"
@@ -178,7 +193,13 @@ def test_counter_covers_selected_tasks_in_start_order(run_project):
 def test_module_import_error_fails_its_task_only(run_project):
     code, events = run_project(
         {
-            "broken": "import not_a_real_module_xyz\nfrom prism.decorators import task\n@task()\ndef broken(tasks, hooks):\n    return 1\n",
+            "broken": (
+                "import not_a_real_module_xyz\n"
+                "from prism.decorators import task\n"
+                "@task()\n"
+                "def broken(tasks, hooks):\n"
+                "    return 1\n"
+            ),
             "fine": sleeper("fine", 0),
         }
     )
@@ -190,8 +211,24 @@ def test_module_import_error_fails_its_task_only(run_project):
 
 
 def test_outputs_pass_between_tasks(run_project):
-    producer = "from prism.decorators import task\n@task()\ndef p(tasks, hooks):\n    return {'rows': 3}\n"
-    consumer = "from prism.decorators import task\n@task()\ndef c(tasks, hooks):\n    return tasks.ref('p')['rows'] * 2\n"
-    checker = "from prism.decorators import task\n@task()\ndef k(tasks, hooks):\n    assert tasks.ref('c') == 6\n    return True\n"
+    producer = (
+        "from prism.decorators import task\n"
+        "@task()\n"
+        "def p(tasks, hooks):\n"
+        "    return {'rows': 3}\n"
+    )
+    consumer = (
+        "from prism.decorators import task\n"
+        "@task()\n"
+        "def c(tasks, hooks):\n"
+        "    return tasks.ref('p')['rows'] * 2\n"
+    )
+    checker = (
+        "from prism.decorators import task\n"
+        "@task()\n"
+        "def k(tasks, hooks):\n"
+        "    assert tasks.ref('c') == 6\n"
+        "    return True\n"
+    )
     code, _ = run_project({"p": producer, "c": consumer, "k": checker}, threads=3)
     assert code == 0
