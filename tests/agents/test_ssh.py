@@ -154,7 +154,7 @@ def ssh_project(
     )
     agents = AppliedAgents()
     try:
-        agents.apply(root, agent_file)
+        agents.apply(root, agent_file, env=SECRET_ENV)
         yield SshProject(root, agent_file, ssh_host)
     finally:
         agents.cleanup()
@@ -258,7 +258,12 @@ def test_failing_task_exits_one(ssh_project):
 
 def test_noop_apply_does_nothing(ssh_project):
     result = prism(
-        "agent", "apply", "-f", str(ssh_project.agent_file), cwd=ssh_project.root
+        "agent",
+        "apply",
+        "-f",
+        str(ssh_project.agent_file),
+        cwd=ssh_project.root,
+        env=SECRET_ENV,
     )
 
     assert result.returncode == 0, output_of(result)

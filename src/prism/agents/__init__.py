@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prism.agents.base import Agent, ApplyResult, StatusReport
-from prism.agents.config import AgentConfig, load_agent_file
+if TYPE_CHECKING:
+    from prism.agents.base import Agent
+    from prism.agents.config import AgentConfig
 
-__all__ = [
-    "AGENT_TYPES",
-    "Agent",
-    "AgentConfig",
-    "ApplyResult",
-    "StatusReport",
-    "create_agent",
-    "load_agent_file",
-]
+__all__ = ["AGENT_TYPES", "create_agent"]
 
 # Agent type name to "module:Class"; a module is imported only when its type is
-# used, because SDKs such as docker take a while to import.
+# used, because SDKs such as docker take a while to import. The package itself
+# imports nothing, so the far side (`python -m prism.agents.remote`) stays lean.
 AGENT_TYPES: dict[str, str] = {
     "venv": "prism.agents.venv:VenvAgent",
     "docker": "prism.agents.docker:DockerAgent",

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from prism.agents.config import AgentConfig, resolve_env, secret_values
-from prism.agents.remote import RemoteRun
 from prism.agents.state import State
 from prism.errors import ConfigError
 
 if TYPE_CHECKING:
+    from prism.agents.remote import RemoteRun
     from prism.engine.events import EventSink, RunFinished
 
 __all__ = ["Agent", "ApplyResult", "StartedRun", "StatusReport"]
@@ -75,6 +75,9 @@ class Agent(ABC):
 
     def apply(self) -> ApplyResult:
         """Create or update the environment; do nothing if it is up to date."""
+        # Every `${NAME}` must resolve before anything is created, although the
+        # values are only used when a run starts.
+        resolve_env(self.config)
         fingerprint = self.fingerprint()
         record = self.state.agent(self.name)
         if (
@@ -123,7 +126,7 @@ class Agent(ABC):
                 hint=apply_hint,
             )
         env = resolve_env(self.config)
-        secrets = secret_values(self.config, env)
+        secrets = secret_values(self.config)
         run_id = self.state.start_run(self.name, request.describe())
         try:
             stream = self._start(request, request.payload(env))

@@ -219,14 +219,21 @@ def resolve_env(
     return resolved
 
 
-def secret_values(config: AgentConfig, env: dict[str, str]) -> frozenset[str]:
+def secret_values(
+    config: AgentConfig, environ: dict[str, str] | None = None
+) -> frozenset[str]:
     """Return the values to mask in output: every value taken from the environment.
 
-    Values shorter than three characters are left out, because masking them would
-    garble ordinary output without hiding anything worth hiding.
+    That is each variable that `${NAME}` or `{{ env('NAME') }}` read, but not a
+    `${NAME:-default}` default. Values shorter than three characters are left
+    out, because masking them would garble ordinary output without hiding
+    anything worth hiding.
     """
+    source = os.environ if environ is None else environ
     values = set(config.secrets)
-    for key, value in config.spec.env.items():
-        if isinstance(value, str) and _VARIABLE.search(value):
-            values.add(env[key])
+    for value in config.spec.env.values():
+        if isinstance(value, str):
+            for match in _VARIABLE.finditer(value):
+                if match.group(1) in source:
+                    values.add(source[match.group(1)])
     return frozenset(value for value in values if len(value) >= 3)

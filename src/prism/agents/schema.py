@@ -152,8 +152,10 @@ def _describe_validation_error(path: Path, error: ValidationError) -> ConfigErro
             problems.append(f"{key}: unknown key")
             hint = hint or _suggest_key(location, error)
         elif item["type"] == "union_tag_invalid":
+            # Only the tag: the input is the whole mapping, env values included.
+            tag = (item.get("ctx") or {}).get("tag", "")
             problems.append(
-                f"{key}: unknown agent type {item['input']!r}; expected one of "
+                f"{key}.type: unknown agent type {tag!r}; expected one of "
                 f"{', '.join(AGENT_TYPES)}"
             )
         else:

@@ -15,7 +15,7 @@ from prism.cli.run import run_options
 from prism.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from prism.agents import Agent
+    from prism.agents.base import Agent
     from prism.agents.remote import RemoteRun
     from prism.engine.events import EventSink
 
@@ -127,7 +127,8 @@ def _loaded(agent_file: Path) -> Iterator[Agent]:
 
 
 def _load(agent_file: Path) -> Agent:
-    from prism.agents import create_agent, load_agent_file
+    from prism.agents import create_agent
+    from prism.agents.config import load_agent_file
     from prism.agents.state import State
     from prism.project import find_project
 
