@@ -14,10 +14,7 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +172,9 @@ def build_wheelhouse(requirements: Path | None, target: PythonTarget) -> Wheelho
     Raises:
         PrismError: pip cannot resolve or download a requirement.
     """
+    import shutil
+    import tempfile
+
     text = requirements.read_text(encoding="utf-8") if requirements else ""
     key = hashlib.sha256(
         json.dumps([text, prism_source_hash(), target.key]).encode()
@@ -308,6 +308,8 @@ def _fetch_requirements(
 
 
 def _run_pip(command: list[str], purpose: str) -> None:
+    import subprocess
+
     logger.debug("Running %s", " ".join(command))
     environment = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=environment)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from prism.cli.main import handle_errors, log_options, report_error
-from prism.cli.run import run_options
+from prism.cli.run import run_options, selectors_from
 from prism.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
@@ -177,8 +177,7 @@ def _run_on_agent(
 def _remote_run(flags: dict[str, Any], log_level: str, full_tb: bool) -> RemoteRun:
     """Parse and check the `prism run` flags here, before anything starts."""
     from prism.agents.remote import RemoteRun
-    from prism.engine.run import selectors_from
-    from prism.project import parse_context, parse_vars
+    from prism.project.overrides import parse_context, parse_vars
 
     overrides = {**parse_context(flags["context"]), **parse_vars(flags["variables"])}
     return RemoteRun(

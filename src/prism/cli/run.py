@@ -13,7 +13,7 @@ import click
 
 from prism.cli.main import handle_errors, log_options
 
-__all__ = ["run", "run_options"]
+__all__ = ["run", "run_options", "selectors_from"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,7 +90,7 @@ def run(
 ) -> None:
     """Run the project's tasks in dependency order."""
     from prism.console.session import run_session
-    from prism.engine.run import RunRequest, selectors_from
+    from prism.engine.run import RunRequest
     from prism.project import parse_context, parse_vars
 
     overrides = {**parse_context(context), **parse_vars(variables)}
@@ -130,3 +130,8 @@ def _open_log_file(path: Path | None) -> Iterator[TextIO | None]:
         return
     with stream:
         yield stream
+
+
+def selectors_from(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Return the non-empty `-t` values, in order, without duplicates."""
+    return tuple(dict.fromkeys(value.strip() for value in values if value.strip()))

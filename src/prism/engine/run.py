@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,8 +165,3 @@ def execute_run(prepared: PreparedRun, sink: EventSink) -> RunFinished:
         counts=outcome.counts,
         failed=tuple(outcome.failed),
     )
-
-
-def selectors_from(values: Sequence[str]) -> tuple[str, ...]:
-    """Return the non-empty `-t` values, in order, without duplicates."""
-    return tuple(dict.fromkeys(value.strip() for value in values if value.strip()))
