@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from prism.agents.config import AgentConfig, resolve_env, secret_values
 from prism.agents.state import State
@@ -100,11 +100,12 @@ class Agent(ABC):
         """
         return self.start(request).wait(sink)
 
-    def start(self, request: RemoteRun) -> StartedRun:
+    def start(self, request: RemoteRun, early: Any = None) -> StartedRun:
         """Check the agent, then start the project on it.
 
         Starting before the caller sets up its output lets the far side boot while
-        the client gets ready to render events.
+        the client gets ready to render events. `early` is a far side the agent
+        type started before the checks (see `prism.agents.venv.launch_early`).
         """
         fingerprint = self.fingerprint()
         record = self.state.agent(self.name)
@@ -129,7 +130,7 @@ class Agent(ABC):
         secrets = secret_values(self.config)
         run_id = self.state.start_run(self.name, request.describe())
         try:
-            stream = self._start(request, request.payload(env))
+            stream = self._start(request, request.payload(env), early)
         except BaseException:
             self.state.finish_run(run_id, 1)
             raise
@@ -188,9 +189,11 @@ class Agent(ABC):
 
     @abstractmethod
     def _start(
-        self, request: RemoteRun, payload: bytes
+        self, request: RemoteRun, payload: bytes, early: Any = None
     ) -> Callable[[EventSink], RunFinished]:
         """Ship the project and start it; return the function that follows the run.
+
+        `early` is a far side this agent type started before the checks, or None.
 
         When `request` selects tasks, the target files of earlier runs are shipped
         too (`collect_bundle(..., with_targets=True)`).

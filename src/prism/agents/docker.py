@@ -214,7 +214,7 @@ class DockerAgent(Agent):
         return removed
 
     def _start(
-        self, request: RemoteRun, payload: bytes
+        self, request: RemoteRun, payload: bytes, early: Any = None
     ) -> Callable[[EventSink], RunFinished]:
         record = self.state.agent(self.name)
         assert record is not None and record.fingerprint is not None

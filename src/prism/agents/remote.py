@@ -54,8 +54,18 @@ class RemoteRun:
 
 
 def main() -> None:
-    """Read the request from stdin, then run the project in the current folder."""
+    """Read the request from stdin, then run the project in the current folder.
+
+    The modules a run needs are imported first: a client may start this process
+    before it has checked the agent, and then either sends the request or closes
+    stdin, which ends the process without doing anything.
+    """
+    from prism.console.session import run_session
+    from prism.engine.run import RunRequest
+
     line = sys.stdin.readline()
+    if not line.strip():
+        return
     try:
         message = json.loads(line)
         env = {str(key): str(value) for key, value in message["env"].items()}
@@ -65,9 +75,6 @@ def main() -> None:
     except (ValueError, KeyError, TypeError) as error:
         sys.exit(f"prism.agents.remote: invalid request on standard input: {error}")
     os.environ.update(env)
-
-    from prism.console.session import run_session
-    from prism.engine.run import RunRequest
 
     request = RunRequest(
         cwd=Path.cwd(),

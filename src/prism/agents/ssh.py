@@ -178,7 +178,7 @@ class SshAgent(Agent):
         )
 
     def _start(
-        self, request: RemoteRun, payload: bytes
+        self, request: RemoteRun, payload: bytes, early: Any = None
     ) -> Callable[[EventSink], RunFinished]:
         bundle = collect_bundle(self.project_root, with_targets=bool(request.selectors))
         files = [str(path).lstrip("/") for path in bundle.files]

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prism.agents.base import Agent
 from prism.agents.deps import (
@@ -134,23 +134,16 @@ class VenvAgent(Agent):
         return f"Agent {self.name}: virtual environment ready at {old}"
 
     def _start(
-        self, request: RemoteRun, payload: bytes
+        self, request: RemoteRun, payload: bytes, early: Any = None
     ) -> Callable[[EventSink], RunFinished]:
-        environment = {
-            name: os.environ[name] for name in _PASSED_VARIABLES if name in os.environ
-        }
-        environment["PATH"] = (
-            f"{self.python.parent}{os.pathsep}{environment.get('PATH', '')}"
-        )
-        process = subprocess.Popen(
-            [str(self.python), "-m", "prism.agents.remote"],
-            cwd=self.project_root,
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.PIPE,
-            start_new_session=True,
-        )
+        if (
+            isinstance(early, EarlyStart)
+            and early.python == self.python
+            and early.is_waiting()
+        ):
+            process = early.take()
+        else:
+            process = _launch(self.project_root, self.python)
         assert process.stdin is not None
         process.stdin.write(payload)
         process.stdin.close()
@@ -192,6 +185,69 @@ class VenvAgent(Agent):
             ("python", python),
             ("size", f"{size / 1e6:.1f} MB"),
         ]
+
+
+class EarlyStart:
+    """A far side started before the client checked the agent, waiting on stdin.
+
+    It does nothing until it reads a request, so `release` (closing its stdin)
+    ends it harmlessly when the run does not go ahead.
+    """
+
+    def __init__(self, python: Path, process: subprocess.Popen[bytes]) -> None:
+        self.python = python
+        self._process: subprocess.Popen[bytes] | None = process
+
+    def is_waiting(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def take(self) -> subprocess.Popen[bytes]:
+        assert self._process is not None
+        process, self._process = self._process, None
+        return process
+
+    def release(self) -> None:
+        if self._process is None:
+            return
+        process, self._process = self._process, None
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+
+
+def launch_early(project_root: Path, agent_file: Path) -> EarlyStart | None:
+    """Start the far side of the venv agent that `agent_file` names, if it exists.
+
+    This overlaps the far side's start-up with the client's checks; the process
+    waits for its request on stdin.
+    """
+    from prism.agents.config import agent_name
+
+    python = project_root / ".prism" / "agents" / agent_name(agent_file) / "venv"
+    python = python / "bin" / "python"
+    if not python.exists():
+        return None
+    return EarlyStart(python, _launch(project_root, python))
+
+
+def _launch(project_root: Path, python: Path) -> subprocess.Popen[bytes]:
+    environment = {
+        name: os.environ[name] for name in _PASSED_VARIABLES if name in os.environ
+    }
+    environment["PATH"] = f"{python.parent}{os.pathsep}{environment.get('PATH', '')}"
+    return subprocess.Popen(
+        [str(python), "-m", "prism.agents.remote"],
+        cwd=project_root,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def _run_checked(command: list[str], action: str) -> None:

@@ -151,11 +151,42 @@ def _run_on_agent(
 ) -> int:
     request = _remote_run(flags, log_level, full_tb)
     log_format = flags["log_format"]
+    early = None
+    if not apply_first:
+        from prism.agents.venv import launch_early
+        from prism.project import find_project
+
+        early = launch_early(find_project(Path.cwd()), agent_file)
+    try:
+        return _follow_run(
+            agent_file,
+            request,
+            log_level,
+            log_format,
+            full_tb,
+            apply_first=apply_first,
+            early=early,
+        )
+    finally:
+        if early is not None:
+            early.release()
+
+
+def _follow_run(
+    agent_file: Path,
+    request: RemoteRun,
+    log_level: str,
+    log_format: str,
+    full_tb: bool,
+    *,
+    apply_first: bool,
+    early: Any,
+) -> int:
     with _loaded(agent_file) as target:
         if apply_first:
             with _rendering(log_level, log_format, full_tb, agent_file):
                 click.echo(target.apply().summary, err=log_format == "json")
-        started = target.start(request)
+        started = target.start(request, early)
 
         # Imported once the far side is starting, so the two overlap.
         from prism.engine.events import RunFinished
