@@ -37,31 +37,73 @@ class JsonRenderer:
 
 
 class _ThreadLineWriter(io.TextIOBase):
-    """A `sys.stdout` replacement that sends each complete line as an event."""
+    """A `sys.stdout` replacement that sends each complete line as an event.
 
-    def __init__(self, sink: EventSink, stream: str) -> None:
+    Text is buffered per thread and kept with the task that wrote it, so a task
+    that ends without a newline does not glue its text to the next task's line.
+    `fileno()` is the redirected descriptor, so a subprocess given `sys.stdout`
+    still writes into the event stream, and `buffer` accepts bytes.
+    """
+
+    def __init__(self, sink: EventSink, stream: str, fd: int) -> None:
         self._sink = sink
         self._stream = stream
-        self._pending: dict[int, str] = {}
+        self._fd = fd
+        self._pending: dict[int, tuple[str | None, str]] = {}
+        self.buffer = _BytesAdapter(self)
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return "replace"
 
     def writable(self) -> bool:
         return True
 
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._fd
+
     def write(self, text: str) -> int:
         key = threading.get_ident()
-        buffer = self._pending.get(key, "") + text
-        *lines, rest = buffer.split("\n")
-        self._pending[key] = rest
         task = current_task()
+        owner, pending = self._pending.get(key, (task, ""))
+        if owner != task and pending:
+            self._emit(owner, pending)
+            pending = ""
+        *lines, rest = (pending + text).split("\n")
+        self._pending[key] = (task, rest)
         for line in lines:
-            self._sink(TaskOutput(task=task, stream=self._stream, line=line))  # type: ignore[arg-type]
+            self._emit(task, line)
         return len(text)
 
+    def _emit(self, task: str | None, line: str) -> None:
+        self._sink(TaskOutput(task=task, stream=self._stream, line=line))  # type: ignore[arg-type]
+
     def drain(self) -> None:
-        for key, rest in list(self._pending.items()):
+        for key, (task, rest) in list(self._pending.items()):
             if rest:
-                self._sink(TaskOutput(task=None, stream=self._stream, line=rest))  # type: ignore[arg-type]
+                self._emit(task, rest)
             del self._pending[key]
+
+
+class _BytesAdapter:
+    """The `buffer` of `_ThreadLineWriter`: bytes are decoded as UTF-8."""
+
+    def __init__(self, writer: _ThreadLineWriter) -> None:
+        self._writer = writer
+
+    def write(self, data: bytes) -> int:
+        self._writer.write(bytes(data).decode("utf-8", "replace"))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
 
 def _read_pipe(descriptor: int, stream: str, sink: EventSink) -> None:
@@ -93,8 +135,8 @@ def capture_output(renderer: JsonRenderer) -> Iterator[None]:
         reader.start()
         readers.append(reader)
     writers = (
-        _ThreadLineWriter(renderer, "stdout"),
-        _ThreadLineWriter(renderer, "stderr"),
+        _ThreadLineWriter(renderer, "stdout", 1),
+        _ThreadLineWriter(renderer, "stderr", 2),
     )
     original = (sys.stdout, sys.stderr)
     sys.stdout, sys.stderr = writers

@@ -141,10 +141,11 @@ class Scheduler:
         # so no task waits for the main thread. The main thread waits for the end
         # in short slices, which lets Ctrl-C through.
         finished = threading.Event()
+        errors: list[BaseException] = []
         workers = [
             threading.Thread(
                 target=self._work,
-                args=(ready, waiting, finished),
+                args=(ready, waiting, finished, errors),
                 name=f"prism-worker-{i}",
                 daemon=True,
             )
@@ -154,8 +155,29 @@ class Scheduler:
             worker.start()
         while not finished.wait(timeout=0.5):
             pass
+        if errors:
+            # A failure outside any task, such as output to a closed pipe, ends
+            # the run as it would with one thread.
+            self._stop.set()
+            raise errors[0]
 
     def _work(
+        self,
+        ready: list[int],
+        waiting: dict[str, int],
+        finished: threading.Event,
+        errors: list[BaseException],
+    ) -> None:
+        try:
+            self._work_until_done(ready, waiting, finished)
+        except BaseException as error:
+            errors.append(error)
+            with self._lock:
+                self._stop.set()
+                finished.set()
+                self._lock.notify_all()
+
+    def _work_until_done(
         self, ready: list[int], waiting: dict[str, int], finished: threading.Event
     ) -> None:
         while True:
@@ -271,8 +293,8 @@ class Scheduler:
         set_current_task(task_id)
         try:
             loaded = self._loader.load(spec, self._graph.modules[spec.module])
-        except Exception as error:
-            return self._failed(task_id, started, 1, error)
+        except (Exception, SystemExit) as error:
+            return self._failed(task_id, started, 1, _as_failure(error))
         finally:
             set_current_task(None)
         attempts = 0
@@ -286,12 +308,14 @@ class Scheduler:
                     self._hooks,
                     full_refresh=self._full_refresh,
                 )
-            except Exception as error:
+            except (Exception, SystemExit) as caught:
+                # sys.exit() in a task must not end the run or a worker thread.
+                failure = _as_failure(caught)
                 if attempts > loaded.retries or self._stop.is_set():
-                    return self._failed(task_id, started, attempts, error)
-                self._announce_retry(loaded, attempts, error)
+                    return self._failed(task_id, started, attempts, failure)
+                self._announce_retry(loaded, attempts, failure)
                 if self._stop.wait(loaded.retry_delay):
-                    return self._failed(task_id, started, attempts, error)
+                    return self._failed(task_id, started, attempts, failure)
                 self._sink(
                     TaskStarted(
                         task_id,
@@ -313,7 +337,9 @@ class Scheduler:
                 written=attempt.written,
             )
 
-    def _announce_retry(self, task: LoadedTask, attempt: int, error: Exception) -> None:
+    def _announce_retry(
+        self, task: LoadedTask, attempt: int, error: BaseException
+    ) -> None:
         self._sink(
             TaskRetry(
                 task=task.spec.id,
@@ -400,3 +426,18 @@ class Scheduler:
             with self._outputs_lock:
                 self._outputs[upstream] = value
             return value
+
+
+class TaskExitError(Exception):
+    """A task called `sys.exit()`."""
+
+
+def _as_failure(error: BaseException) -> BaseException:
+    if isinstance(error, SystemExit):
+        failure = TaskExitError(
+            f"the task called sys.exit({error.code!r}); return from run() or raise "
+            "an exception instead"
+        )
+        failure.__traceback__ = error.__traceback__
+        return failure
+    return error
