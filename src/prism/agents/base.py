@@ -78,6 +78,11 @@ class Agent(ABC):
         # Every `${NAME}` must resolve before anything is created, although the
         # values are only used when a run starts.
         resolve_env(self.config)
+        self._check_name_is_free()
+        with self._lock("apply"):
+            return self._apply_unlocked()
+
+    def _apply_unlocked(self) -> ApplyResult:
         fingerprint = self.fingerprint()
         record = self.state.agent(self.name)
         if (
@@ -138,9 +143,45 @@ class Agent(ABC):
 
     def delete(self) -> list[str]:
         """Remove everything the agent created; return a line per thing removed."""
-        removed = self._delete()
-        self.state.forget_agent(self.name)
+        with self._lock("delete"):
+            removed = self._delete()
+            self.state.forget_agent(self.name)
         return removed
+
+    def _check_name_is_free(self) -> None:
+        record = self.state.agent(self.name)
+        if record is None or record.file == str(self.config.path):
+            return
+        if Path(record.file).exists():
+            raise ConfigError(
+                f"The agent name {self.name!r} is already used by {record.file}",
+                hint="An agent is named after its file, up to the first dot; rename "
+                f"{self.config.path.name} or delete the other agent first.",
+            )
+
+    @contextmanager
+    def _lock(self, action: str) -> Iterator[None]:
+        """Hold this agent's lock, or fail at once if another command holds it."""
+        import fcntl
+        import os
+
+        folder = self.project_root / ".prism" / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"{self.name}.lock", "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise ConfigError(
+                    f"Agent {self.name} is busy: {holder} is applying or deleting it",
+                    hint=f"Wait for it to finish, then run the {action} again.",
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"prism agent {action} (pid {os.getpid()})")
+            handle.flush()
+            yield
 
     def status(self) -> StatusReport:
         """Describe what exists for this agent and its last run."""

@@ -77,18 +77,22 @@ def agent_name(path: Path) -> str:
     return path.name.split(".", 1)[0]
 
 
-def load_agent_file(path: Path, state: State | None = None) -> AgentConfig:
+def load_agent_file(
+    path: Path, state: State | None = None, *, need_env: bool = True
+) -> AgentConfig:
     """Render, parse and validate an agent file.
 
     With `state`, settings validated before for the same rendered file are read
-    from it, and newly validated settings are stored in it.
+    from it, and newly validated settings are stored in it. With `need_env`
+    False (status, delete), an unset variable in `{{ env('NAME') }}` renders as
+    an empty string instead of failing, since those commands use no env value.
 
     Raises:
         ConfigError: the file is missing or invalid; the message names the file and
             the key, never a value that came from the environment.
     """
     path = path.resolve()
-    data, secrets = _render(path)
+    data, secrets = _render(path, need_env=need_env)
     _check_top_level(path, data)
     agent = data["agent"]
 
@@ -119,10 +123,16 @@ def load_agent_file(path: Path, state: State | None = None) -> AgentConfig:
     return config
 
 
-def _render(path: Path) -> tuple[dict[str, Any], set[str]]:
+def _render(path: Path, *, need_env: bool) -> tuple[dict[str, Any], set[str]]:
     if not path.is_file():
         raise ConfigError(f"Agent file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (invalid byte at position {error.start})",
+            hint="Save the agent file as UTF-8.",
+        ) from None
     secrets: set[str] = set()
     if "{{" not in text and "{%" not in text:
         from prism.project.templating import parse_yaml
@@ -131,6 +141,8 @@ def _render(path: Path) -> tuple[dict[str, Any], set[str]]:
 
     def record_env(name: str, default: str | None = None) -> str:
         value = os.environ.get(name, default)
+        if value is None and not need_env:
+            return ""
         if value is None:
             raise ConfigError(
                 f"{path} uses the environment variable {name}, which is not set",
@@ -204,10 +216,12 @@ def resolve_env(
 
         def replace(match: re.Match[str], key: str = key) -> str:
             name, default = match.group(1), match.group(2)
-            if name in source:
-                return source[name]
+            value = source.get(name)
             if default is not None:
-                return default
+                # As in a POSIX shell, `:-` also replaces a variable that is empty.
+                return value or default
+            if value is not None:
+                return value
             raise ConfigError(
                 f"{config.path}: agent.env.{key} refers to ${{{name}}}, which is not "
                 "set",

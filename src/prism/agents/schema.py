@@ -15,6 +15,7 @@ from prism.errors import ConfigError
 __all__ = ["validate_agent"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*[kKmMgG]?[bB]?\s*$")
 
 
@@ -27,6 +28,21 @@ class _Spec(BaseModel):
     env: dict[str, str | int | float | bool] = Field(default_factory=dict)
     artifacts: list[str] = Field(default_factory=list)
     timeout: float | None = Field(default=None, description="seconds")
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(
+        cls, value: dict[str, str | int | float | bool]
+    ) -> dict[str, str | int | float | bool]:
+        for name, item in value.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not a valid environment variable name (letters, "
+                    "digits and underscores, not starting with a digit)"
+                )
+            if isinstance(item, str) and "\0" in item:
+                raise ValueError(f"the value of {name} contains a NUL character")
+        return value
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -159,7 +175,8 @@ def _describe_validation_error(path: Path, error: ValidationError) -> ConfigErro
                 f"{', '.join(AGENT_TYPES)}"
             )
         else:
-            problems.append(f"{key}: {item['msg']}")
+            message = str(item["msg"]).removeprefix("Value error, ")
+            problems.append(f"{key}: {message}")
     return ConfigError(f"{path}: {'; '.join(problems)}", hint=hint)
 
 

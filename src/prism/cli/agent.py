@@ -78,7 +78,10 @@ def build(agent_file: Path, log_level: str, full_tb: bool, **flags: Any) -> None
 @handle_errors
 def delete(agent_file: Path, log_level: str, full_tb: bool) -> None:
     """Remove everything the agent created."""
-    with _rendering(log_level, "text", full_tb), _loaded(agent_file) as target:
+    with (
+        _rendering(log_level, "text", full_tb),
+        _loaded(agent_file, need_env=False) as target,
+    ):
         removed = target.delete()
     for line in removed:
         click.echo(f"Agent {target.name}: {line}")
@@ -92,7 +95,7 @@ def delete(agent_file: Path, log_level: str, full_tb: bool) -> None:
 @handle_errors
 def status(agent_file: Path, log_level: str, full_tb: bool) -> None:
     """Show what exists for the agent and how its last run ended."""
-    with _loaded(agent_file) as target:
+    with _loaded(agent_file, need_env=False) as target:
         report = target.status()
     state = "applied" if report.exists else "not applied"
     click.echo(f"Agent {report.name} ({report.type}): {state}")
@@ -117,16 +120,26 @@ def list_(log_level: str, full_tb: bool) -> None:
 
 
 @contextlib.contextmanager
-def _loaded(agent_file: Path) -> Iterator[Agent]:
-    """Load the agent, and release its connections when the command ends."""
-    target = _load(agent_file)
+def _loaded(agent_file: Path, *, need_env: bool = True) -> Iterator[Agent]:
+    """Load the agent, and release its connections when the command ends.
+
+    SIGTERM is handled like Ctrl-C for the command's duration, so stopping the
+    client by its process id also stops what it started on the agent.
+    """
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    target = _load(agent_file, need_env=need_env)
     try:
         yield target
     finally:
         target.close()
 
 
-def _load(agent_file: Path) -> Agent:
+def _load(agent_file: Path, *, need_env: bool = True) -> Agent:
     from prism.agents import create_agent
     from prism.agents.config import load_agent_file
     from prism.agents.state import State
@@ -138,7 +151,8 @@ def _load(agent_file: Path) -> Agent:
             f"Agent file {agent_file} does not exist",
             hint="Create one with `prism create agent --type venv`.",
         )
-    return create_agent(load_agent_file(agent_file, State(root)), root)
+    config = load_agent_file(agent_file, State(root), need_env=need_env)
+    return create_agent(config, root)
 
 
 def _run_on_agent(
