@@ -117,7 +117,8 @@ def test_empty_variable_takes_default(tmp_path):
 def test_status_needs_no_jinja_secret(tmp_path):
     root = write_project(tmp_path / "project", {"tasks/slow.py": SLOW_TASK})
     (root / "j.yml").write_text(
-        "agent:\n  type: venv\n  env:\n    TOKEN: \"{{ env('PRISM_TEST_UNSET_JJ') }}\"\n"
+        "agent:\n  type: venv\n  env:\n"
+        "    TOKEN: \"{{ env('PRISM_TEST_UNSET_JJ') }}\"\n"
     )
 
     status = prism("agent", "status", "-f", "j.yml", cwd=root)
