@@ -159,3 +159,42 @@ def test_usage_error_with_full_tb_shows_traceback(make_project, run_prism):
     assert result.returncode == 2
     assert "Traceback" in result.stderr
     assert "Error: " in result.stderr
+
+
+def test_json_usage_error_ends_with_run_finished(make_project, run_prism):
+    project = make_project({"tasks/a.py": TRIVIAL})
+
+    result = run_prism("run", *JSON, "-v", "NOEQUALS", cwd=project)
+
+    assert result.returncode == 2
+    (finished,) = events(result.stdout)
+    assert finished["event"] == "run_finished"
+    assert finished["exit_code"] == 2
+    assert "NOEQUALS" in finished["error"]
+    assert set(finished["counts"]) == {"done", "failed", "skipped", "not_run"}
+
+
+def test_unimportable_trigger_fails_before_tasks(make_project, run_prism):
+    project = make_project(
+        {
+            "tasks/a.py": TRIVIAL,
+            "triggers.yml": """\
+                triggers:
+                  notify:
+                    type: function
+                    function: no_such_module_xyz.notify
+            """,
+        },
+        prism_project="TRIGGERS = {'on_success': ['notify'], 'on_failure': []}\n",
+    )
+
+    result = run_prism("run", cwd=project)
+
+    assert_usage_error(result, "notify", "no_such_module_xyz.notify")
+    assert "RUN" not in result.stdout
+
+
+def test_init_without_answer_needs_name(tmp_path, run_prism):
+    result = run_prism("init", cwd=tmp_path, input="")
+
+    assert_usage_error(result, "--project-name")

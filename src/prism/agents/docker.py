@@ -287,19 +287,17 @@ class DockerAgent(Agent):
             return RunFinished(
                 exit_code=1,
                 duration=duration,
-                counts={},
                 error=f"The run timed out after {self.config.spec.timeout:g}s and "
                 "was stopped",
             )
         if reader.finished is not None:
             return reader.finished
         if interrupted:
-            return RunFinished(exit_code=130, duration=duration, counts={})
+            return RunFinished(exit_code=130, duration=duration)
         detail = "\n".join(errors[-20:]).strip()
         return RunFinished(
             exit_code=status or 1,
             duration=duration,
-            counts={},
             error=detail
             or f"The container exited with status {status} without reporting a result",
         )

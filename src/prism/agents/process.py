@@ -75,12 +75,11 @@ def stream_process(
     if reader.finished is not None:
         return reader.finished
     if interrupted:
-        return RunFinished(exit_code=130, duration=duration, counts={})
+        return RunFinished(exit_code=130, duration=duration)
     detail = "\n".join(errors[-20:]).strip()
     return RunFinished(
         exit_code=process.returncode if process.returncode > 0 else 1,
         duration=duration,
-        counts={},
         error=detail
         or f"The run ended with exit code {process.returncode} "
         "without reporting a result",

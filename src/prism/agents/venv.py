@@ -136,6 +136,11 @@ class VenvAgent(Agent):
     def _start(
         self, request: RemoteRun, payload: bytes, early: Any = None
     ) -> Callable[[EventSink], RunFinished]:
+        if self.config.spec.artifacts:
+            logger.warning(
+                "agent.artifacts is ignored by a venv agent: it runs in the project "
+                "folder, so its files are already here"
+            )
         if (
             isinstance(early, EarlyStart)
             and early.python == self.python

@@ -25,7 +25,15 @@ def init(
 ) -> None:
     """Create a new project folder that runs as it is."""
     if project_name is None:
-        project_name = click.prompt("Project name", type=str)
+        try:
+            project_name = click.prompt("Project name", type=str)
+        except click.exceptions.Abort:
+            # Standard input ended before a name was given.
+            raise UsageError(
+                "Missing option --project-name",
+                hint="Pass it when no one can answer the prompt, e.g. "
+                "prism init --project-name my_project.",
+            ) from None
     name = project_name.strip()
     if not _NAME_PATTERN.match(name):
         raise UsageError(

@@ -54,12 +54,26 @@ def handle_errors(func: F) -> F:
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
         except BrokenPipeError:
             # The reader of our output went away (e.g. `prism run | head`): stop
             # quietly, and keep Python from failing again while flushing at exit.
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(1)
+        except OSError as error:
+            # The file system refused something: a read-only or full disk, a
+            # missing permission. That is the reader's to fix, not a bug.
+            if full_tb:
+                raise
+            where = f": {error.filename}" if error.filename else ""
+            click.echo(f"Error: {error.strerror or error}{where}", err=True)
+            click.echo(
+                "  Check that the folder is writable and has free space.", err=True
+            )
+            sys.exit(2)
         except Exception as error:
             # Anything else is a bug in Prism; keep the traceback for --full-tb.
             if full_tb:

@@ -12,6 +12,7 @@ from typing import Any, TextIO, TypeVar
 import click
 
 from prism.cli.main import handle_errors, log_options
+from prism.errors import PrismError
 
 __all__ = ["run", "run_options", "selectors_from"]
 
@@ -93,7 +94,12 @@ def run(
     from prism.engine.run import RunRequest
     from prism.project import parse_context, parse_vars
 
-    overrides = {**parse_context(context), **parse_vars(variables)}
+    try:
+        overrides = {**parse_context(context), **parse_vars(variables)}
+    except PrismError as error:
+        if log_format == "json":
+            _emit_failure(error)
+        raise
     request = RunRequest(
         cwd=Path.cwd(),
         selectors=selectors_from(tasks),
@@ -135,3 +141,12 @@ def _open_log_file(path: Path | None) -> Iterator[TextIO | None]:
 def selectors_from(values: tuple[str, ...]) -> tuple[str, ...]:
     """Return the non-empty `-t` values, in order, without duplicates."""
     return tuple(dict.fromkeys(value.strip() for value in values if value.strip()))
+
+
+def _emit_failure(error: PrismError) -> None:
+    # In JSON mode every run ends with run_finished, even one that never started.
+    from prism.engine.events import RunFinished, event_to_json
+
+    event = RunFinished(exit_code=error.exit_code, duration=0.0, error=str(error))
+    sys.stdout.write(event_to_json(event) + "\n")
+    sys.stdout.flush()

@@ -81,7 +81,6 @@ def run_session(
                     RunFinished(
                         exit_code=error.exit_code,
                         duration=time.perf_counter() - started,
-                        counts={},
                         error=str(error),
                     )
                 )
@@ -95,7 +94,7 @@ def run_session(
                 finished = execute_run(prepared, sink)
         except KeyboardInterrupt:
             finished = RunFinished(
-                exit_code=130, duration=time.perf_counter() - started, counts={}
+                exit_code=130, duration=time.perf_counter() - started
             )
         sink(finished)
     return finished.exit_code

@@ -129,7 +129,9 @@ class RunFinished:
     kind: ClassVar[str] = "run_finished"
     exit_code: int
     duration: float
-    counts: dict[str, int]
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"done": 0, "failed": 0, "skipped": 0, "not_run": 0}
+    )
     failed: tuple[str, ...] = ()
     error: str | None = None
     time: float = field(default_factory=time.time)

@@ -75,7 +75,7 @@ def load_triggers(project: Project) -> TriggerPlan:
             "module.function}}`.",
         )
     include = tuple(_read_include(path, data.get("include")))
-    return TriggerPlan(
+    plan = TriggerPlan(
         on_success=tuple(
             _read_trigger(path, name, definitions)
             for name in wanted.get("on_success", ())
@@ -86,6 +86,25 @@ def load_triggers(project: Project) -> TriggerPlan:
         ),
         include=include,
     )
+    _check_importable(path, plan)
+    return plan
+
+
+def _check_importable(path: Path, plan: TriggerPlan) -> None:
+    # A trigger that cannot be imported would only fail after every task ran.
+    for folder in plan.include:
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+    for trigger in (*plan.on_success, *plan.on_failure):
+        try:
+            _import_function(trigger.function)
+        except (ImportError, AttributeError) as error:
+            raise ConfigError(
+                f"{path}: trigger {trigger.name!r}: cannot import "
+                f"{trigger.function} ({type(error).__name__}: {error})",
+                hint="Check the dotted path, and that its module is in a folder "
+                "listed under `include:` or in SYS_PATH_CONF.",
+            ) from None
 
 
 def _read_include(path: Path, value: Any) -> list[Path]:
