@@ -6,8 +6,8 @@ database, run records, secret masking and the exit code.
 
 Implementers must guarantee:
 
-- `_apply` is idempotent and can be re-run after a crash or Ctrl-C at any point;
-  it finds and reuses or replaces what an interrupted apply left behind.
+- `_apply` is idempotent and can be re-run after a crash or Ctrl-C at any point.
+  It finds and reuses or replaces what an interrupted apply left behind.
 - `_start` starts the far side and returns a function that streams its events
   as they arrive, copies outputs back even when the run fails, returns the
   closing event, and leaves nothing running when it returns or raises, including
@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """What `apply` did: `changed` is False when everything was already in place."""
+    """The outcome of `apply`: `changed` is False when all was already in place."""
 
     changed: bool
     summary: str
@@ -50,7 +50,7 @@ class ApplyResult:
 
 @dataclass(frozen=True)
 class StatusReport:
-    """What exists for an agent, as label and value pairs for display."""
+    """The resources of an agent, as label and value pairs for display."""
 
     name: str
     type: str

@@ -1,4 +1,4 @@
-"""What is shipped to an agent: the project's files and the folders it imports from.
+"""The bundle shipped to an agent: the project's files and the folders it imports.
 
 The bundle is the project folder minus what `.gitignore` and `.prismignore` (at
 the project root) exclude and minus Prism's own folders, plus each folder outside

@@ -111,7 +111,7 @@ def _client_target() -> PythonTarget:
     import platform
     import sysconfig
 
-    # os.confstr answers at once; platform.libc_ver() scans the interpreter's
+    # os.confstr returns at once, but platform.libc_ver() scans the interpreter's
     # binary, which costs milliseconds on every command.
     try:
         name, _, version = (os.confstr("CS_GNU_LIBC_VERSION") or "").partition(" ")

@@ -41,7 +41,11 @@ from prism.agents.deps import (
     prism_source_hash,
     probe_script,
 )
-from prism.agents.process import GRACE_SECONDS, follow_interruptibly
+from prism.agents.process import (
+    GRACE_SECONDS,
+    closing_event,
+    follow_interruptibly,
+)
 from prism.agents.stream import EventReader
 from prism.engine.events import EventSink, RunFinished, TaskFinished
 from prism.engine.manifest import record_targets
@@ -282,24 +286,13 @@ class DockerAgent(Agent):
             _remove_container(container)
         status = statuses[0] if statuses else 137
 
-        duration = time.perf_counter() - started
-        if timed_out.is_set():
-            return RunFinished(
-                exit_code=1,
-                duration=duration,
-                error=f"The run timed out after {self.config.spec.timeout:g}s and "
-                "was stopped",
-            )
-        if reader.finished is not None:
-            return reader.finished
-        if interrupted:
-            return RunFinished(exit_code=130, duration=duration)
-        detail = "\n".join(errors[-20:]).strip()
-        return RunFinished(
-            exit_code=status or 1,
-            duration=duration,
-            error=detail
-            or f"The container exited with status {status} without reporting a result",
+        return closing_event(
+            reader,
+            duration=time.perf_counter() - started,
+            timeout=self.config.spec.timeout if timed_out.is_set() else None,
+            interrupted=interrupted,
+            status=status,
+            errors=errors,
         )
 
     def _stream(self, container: Any, reader: EventReader, errors: list[str]) -> int:

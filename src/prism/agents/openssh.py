@@ -28,7 +28,7 @@ _CONNECT_TIMEOUT = 15
 
 @dataclass(frozen=True)
 class SshEndpoint:
-    """Where and how to connect; None leaves a value to the SSH configuration."""
+    """The connection settings; None leaves a value to the SSH configuration."""
 
     host: str
     user: str | None = None

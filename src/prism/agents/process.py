@@ -14,7 +14,7 @@ from collections.abc import Callable
 from prism.agents.stream import EventReader
 from prism.engine.events import EventSink, RunFinished
 
-__all__ = ["GRACE_SECONDS", "follow_interruptibly", "stream_process"]
+__all__ = ["GRACE_SECONDS", "closing_event", "follow_interruptibly", "stream_process"]
 
 # How long a stopped run may take to report its interrupted tasks before it is
 # killed.
@@ -31,7 +31,7 @@ def stream_process(
 ) -> RunFinished:
     """Send the process's events to `sink` as they arrive; return its closing event.
 
-    `stop` asks the far side to end (it reports interrupted tasks), `kill` ends it
+    `stop` tells the far side to end (it reports interrupted tasks), `kill` ends it
     at once. After `timeout` seconds, or on Ctrl-C, the process is stopped, and
     killed if it has not ended `GRACE_SECONDS` later; a second Ctrl-C kills it at
     once. The function returns only once the process has ended.
@@ -64,12 +64,34 @@ def stream_process(
             _end(process, stop, kill)
         error_thread.join(timeout=2)
 
-    duration = time.perf_counter() - started
-    if timed_out.is_set():
+    return closing_event(
+        reader,
+        duration=time.perf_counter() - started,
+        timeout=timeout if timed_out.is_set() else None,
+        interrupted=interrupted,
+        status=process.returncode,
+        errors=errors,
+    )
+
+
+def closing_event(
+    reader: EventReader,
+    *,
+    duration: float,
+    timeout: float | None,
+    interrupted: bool,
+    status: int,
+    errors: list[str],
+) -> RunFinished:
+    """Return the run's closing event, making one up if the far side sent none.
+
+    `timeout` is the limit when the run timed out, else None; `status` is the far
+    side's exit status and `errors` its standard error lines.
+    """
+    if timeout is not None:
         return RunFinished(
             exit_code=1,
             duration=duration,
-            counts=reader.finished.counts if reader.finished else {},
             error=f"The run timed out after {timeout:g}s and was stopped",
         )
     if reader.finished is not None:
@@ -78,11 +100,10 @@ def stream_process(
         return RunFinished(exit_code=130, duration=duration)
     detail = "\n".join(errors[-20:]).strip()
     return RunFinished(
-        exit_code=process.returncode if process.returncode > 0 else 1,
+        exit_code=status if status > 0 else 1,
         duration=duration,
         error=detail
-        or f"The run ended with exit code {process.returncode} "
-        "without reporting a result",
+        or f"The run ended with exit code {status} without reporting a result",
     )
 
 
@@ -92,7 +113,7 @@ def follow_interruptibly(
     """Run `read` in a thread until it returns; return True if Ctrl-C came.
 
     The first Ctrl-C calls `stop` in the background and keeps reading, so the
-    far side's report of its interrupted tasks still arrives; `kill` follows if
+    far side's report of its interrupted tasks still arrives. `kill` follows if
     the far side has not ended `GRACE_SECONDS` later, or at a second Ctrl-C.
     An exception raised by `read` is raised here.
     """

@@ -1,8 +1,8 @@
 """The venv agent: a virtual environment on this machine, under `.prism/agents/`.
 
 The environment is made with the interpreter `python` names (the one running
-Prism by default) and gets `requirements` and this Prism from a wheelhouse, so it
-sees none of the client's own packages. The project runs in place, in a
+Prism by default) and gets `requirements` and this Prism from a wheelhouse, so
+none of the client's own packages are visible to it. The project runs in place, in a
 subprocess with a clean environment plus `env`; its outputs are already where a
 local run would put them.
 """
