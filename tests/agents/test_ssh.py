@@ -383,3 +383,44 @@ def test_selected_task_reads_upstream_target(ssh_project):
     assert result.returncode == 0, output_of(result)
     assert '"task":"total.total"' in result.stdout
     assert '"task":"extract.extract"' not in result.stdout
+
+
+def test_second_run_waits_its_turn(ssh_project, start_agent):
+    slow = ssh_project.root / "tasks" / "slow.py"
+    slow.write_text(
+        "import time\nfrom prism.decorators import task\n\n\n@task()\n"
+        "def slow(tasks, hooks):\n    print('started', flush=True)\n"
+        "    time.sleep(120)\n    return 1\n"
+    )
+    try:
+        first = start_agent(
+            "agent",
+            "run",
+            "-f",
+            str(ssh_project.agent_file),
+            "-t",
+            "slow",
+            cwd=ssh_project.root,
+            env=SECRET_ENV,
+        )
+        deadline = time.monotonic() + 60
+        while "started" not in first.stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "started" in first.stdout, first.stdout + first.stderr
+
+        second = prism(
+            "agent",
+            "run",
+            "-f",
+            str(ssh_project.agent_file),
+            cwd=ssh_project.root,
+            env=SECRET_ENV,
+        )
+
+        first.process.send_signal(signal.SIGINT)
+        first.process.wait(timeout=30)
+    finally:
+        slow.unlink()
+
+    assert second.returncode == 2, output_of(second)
+    assert "Agent remote is busy" in second.stderr

@@ -174,7 +174,7 @@ class Agent(ABC):
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
                 raise ConfigError(
-                    f"Agent {self.name} is busy: {holder} is applying or deleting it",
+                    f"Agent {self.name} is busy: {holder} is using it",
                     hint=f"Wait for it to finish, then run the {action} again.",
                 ) from None
             handle.seek(0)

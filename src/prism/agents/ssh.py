@@ -15,6 +15,7 @@ and hosts without rsync or without Python's venv module.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import shlex
@@ -180,6 +181,18 @@ class SshAgent(Agent):
     def _start(
         self, request: RemoteRun, payload: bytes, early: Any = None
     ) -> Callable[[EventSink], RunFinished]:
+        # Runs share the host's mirror of the project, so one runs at a time.
+        held = contextlib.ExitStack()
+        held.enter_context(self._lock("run"))
+        try:
+            return self._start_locked(request, payload, held)
+        except BaseException:
+            held.close()
+            raise
+
+    def _start_locked(
+        self, request: RemoteRun, payload: bytes, held: contextlib.ExitStack
+    ) -> Callable[[EventSink], RunFinished]:
         bundle = collect_bundle(self.project_root, with_targets=bool(request.selectors))
         files = [str(path).lstrip("/") for path in bundle.files]
         sent = self.connection.push(Path("/"), files, f"{self.rsync_folder}/files")
@@ -223,7 +236,10 @@ class SshAgent(Agent):
                     kill=lambda: self._kill(process),
                 )
             finally:
-                self._copy_outputs(written)
+                try:
+                    self._copy_outputs(written)
+                finally:
+                    held.close()
 
         return follow
 
