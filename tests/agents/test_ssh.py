@@ -424,3 +424,23 @@ def test_second_run_waits_its_turn(ssh_project, start_agent):
 
     assert second.returncode == 2, output_of(second)
     assert "Agent remote is busy" in second.stderr
+
+
+def test_relative_workdir_is_under_home(tmp_path, ssh_host):
+    root = write_project(tmp_path / unique_name("sshwork"), PROJECT_FILES)
+    agent_file = root / "placed.yml"
+    agent_file.write_text(
+        f"agent:\n  type: ssh\n  host: {ssh_host.alias}\n"
+        f"  ssh_config: {ssh_host.config}\n  workdir: agents/{root.name}\n"
+        "  env:\n    TOKEN: fixed\n"
+    )
+
+    built = prism("agent", "build", "-f", str(agent_file), cwd=root)
+    placed = ssh_host.run(f"test -x ~/agents/{root.name}/venv/bin/python && echo yes")
+    deleted = prism("agent", "delete", "-f", str(agent_file), cwd=root)
+
+    assert built.returncode == 0, output_of(built)
+    assert (root / "output" / "total.txt").read_text() == "6"
+    assert placed.stdout.strip() == "yes"
+    assert deleted.returncode == 0, output_of(deleted)
+    assert ssh_host.run(f"ls ~/agents/{root.name} 2>&1").returncode != 0

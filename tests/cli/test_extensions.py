@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tests.conftest import assert_usage_error, events, finished_by_task
+import signal
+import subprocess
+import sys
+
+from tests.conftest import assert_usage_error, events, finished_by_task, prism_env
 
 JSON = ("--log-format", "json")
 TRIVIAL = """\
@@ -198,3 +202,55 @@ def test_init_without_answer_needs_name(tmp_path, run_prism):
     result = run_prism("init", cwd=tmp_path, input="")
 
     assert_usage_error(result, "--project-name")
+
+
+def test_json_unknown_flag_ends_with_run_finished(make_project, run_prism):
+    project = make_project({"tasks/a.py": TRIVIAL})
+
+    result = run_prism("run", "--log-format", "json", "--bogus", cwd=project)
+
+    assert result.returncode == 2
+    (finished,) = events(result.stdout)
+    assert finished["exit_code"] == 2
+    assert "--bogus" in finished["error"]
+
+
+def test_second_interrupt_stops_stubborn_task(make_project):
+    project = make_project(
+        {
+            "tasks/stubborn.py": """\
+                import time
+                from prism.decorators import task
+
+
+                @task()
+                def stubborn(tasks, hooks):
+                    print("started", flush=True)
+                    for _ in range(60):
+                        try:
+                            time.sleep(1)
+                        except KeyboardInterrupt:
+                            print("ignored", flush=True)
+                    return 1
+            """
+        }
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prism", "run"],
+        cwd=project,
+        env=prism_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen = ""
+    while "started" not in seen:
+        seen += process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    while "ignored" not in seen:
+        seen += process.stdout.readline()
+
+    process.send_signal(signal.SIGINT)
+
+    assert process.wait(timeout=10) == 130

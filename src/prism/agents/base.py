@@ -175,7 +175,7 @@ class Agent(ABC):
                 holder = handle.read().strip() or "another process"
                 raise ConfigError(
                     f"Agent {self.name} is busy: {holder} is using it",
-                    hint=f"Wait for it to finish, then run the {action} again.",
+                    hint=f"Wait for it to finish, then try the {action} again.",
                 ) from None
             handle.seek(0)
             handle.truncate()

@@ -165,7 +165,17 @@ class SshConnection:
     def _rsync(
         self, arguments: list[str], action: str, missing_ok: bool = False
     ) -> int:
-        command = ["rsync", "-a", "--stats", "-e", self.rsync_shell(), *arguments]
+        # --modify-window=-1 compares modification times to the nanosecond, so an
+        # edit that keeps the size within the same second is still copied.
+        command = [
+            "rsync",
+            "-a",
+            "--modify-window=-1",
+            "--stats",
+            "-e",
+            self.rsync_shell(),
+            *arguments,
+        ]
         logger.debug("Running %s", shlex.join(command))
         result = subprocess.run(command, capture_output=True, text=True)
         # rsync exits 23 for a partial transfer, e.g. a source that does not exist.

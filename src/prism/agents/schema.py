@@ -115,6 +115,16 @@ class SshSpec(_Spec):
     python: str = "python3"
     workdir: str | None = None
 
+    @field_validator("workdir")
+    @classmethod
+    def _check_workdir(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().rstrip("/") in ("", "~", "."):
+            raise ValueError(
+                "must name a folder of its own, such as ~/.prism/nightly; Prism "
+                "deletes it with `prism agent delete`"
+            )
+        return value
+
 
 AgentSpec = Annotated[VenvSpec | DockerSpec | SshSpec, Field(discriminator="type")]
 

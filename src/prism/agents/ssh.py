@@ -16,6 +16,7 @@ and hosts without rsync or without Python's venv module.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import shlex
@@ -89,21 +90,30 @@ class SshAgent(Agent):
             self._connection.close()
             self._connection = None
 
+    def _workdir(self) -> str | None:
+        # `~/x` and a relative `x` both mean x under the login's home folder.
+        workdir = self.config.spec.workdir
+        if workdir is None:
+            return None
+        return workdir[2:] if workdir.startswith("~/") else workdir
+
     @property
     def folder(self) -> str:
         """The agent's folder on the host, for the remote shell (may use $HOME)."""
-        if self.config.spec.workdir:
-            return shlex.quote(self.config.spec.workdir)
+        workdir = self._workdir()
+        if workdir is not None:
+            quoted = shlex.quote(workdir)
+            return quoted if workdir.startswith("/") else f"$HOME/{quoted}"
         digest = hashlib.sha256(str(self.project_root).encode()).hexdigest()[:8]
-        return (
-            f"$HOME/.prism/{shlex.quote(self.project_root.name)}-{digest}/{self.name}"
-        )
+        name = shlex.quote(f"{self.project_root.name}-{digest}")
+        return f"$HOME/.prism/{name}/{self.name}"
 
     @property
     def rsync_folder(self) -> str:
         """The agent's folder as rsync names it: relative paths start at home."""
-        if self.config.spec.workdir:
-            return self.config.spec.workdir
+        workdir = self._workdir()
+        if workdir is not None:
+            return workdir
         digest = hashlib.sha256(str(self.project_root).encode()).hexdigest()[:8]
         return f".prism/{self.project_root.name}-{digest}/{self.name}"
 
@@ -228,13 +238,22 @@ class SshAgent(Agent):
                 sink(event)
 
             try:
-                return stream_process(
+                finished = stream_process(
                     process,
                     collect,
                     timeout=self.config.spec.timeout,
                     stop=lambda: self._signal_run("TERM"),
                     kill=lambda: self._kill(process),
                 )
+                if finished.exit_code == 255:
+                    # ssh itself exits 255 when the connection fails.
+                    return dataclasses.replace(
+                        finished,
+                        exit_code=1,
+                        error=f"Lost the SSH connection to {self.config.spec.host} "
+                        f"during the run: {finished.error}",
+                    )
+                return finished
             finally:
                 try:
                     self._copy_outputs(written)
@@ -255,8 +274,9 @@ class SshAgent(Agent):
 
     def _home_path(self) -> str:
         # The folder without shell syntax, for use inside remote Python code.
-        if self.config.spec.workdir:
-            return self.config.spec.workdir
+        workdir = self._workdir()
+        if workdir is not None and workdir.startswith("/"):
+            return workdir
         if self._home is None:
             result = self.connection.run("echo $HOME", action="find the home folder")
             self._home = result.stdout.decode().strip()
@@ -282,7 +302,8 @@ class SshAgent(Agent):
 
     def _delete(self) -> list[str]:
         result = self.connection.run(
-            f"test -d {self.folder} && rm -rf {self.folder} && echo removed; "
+            f"test -f {self.folder}/fingerprint -o -d {self.folder}/files "
+            f"&& rm -rf {self.folder} && echo removed; "
             f"{self._remove_empty_parent()}true",
             check=False,
         )

@@ -74,10 +74,11 @@ class VenvAgent(Agent):
             return sys.executable
         found = shutil.which(spec_python)
         if found is None:
+            where = "does not exist" if "/" in spec_python else "is not on PATH"
             raise ConfigError(
-                f"{self.config.path}: agent.python: {spec_python!r} is not found on "
-                "PATH",
-                hint="Give the interpreter's full path, or install it.",
+                f"{self.config.path}: agent.python: {spec_python!r} {where}",
+                hint="Give the path of an installed interpreter, e.g. "
+                "/usr/bin/python3.12.",
             )
         return found
 

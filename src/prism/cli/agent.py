@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from prism.cli.main import handle_errors, log_options, report_error
-from prism.cli.run import run_options, selectors_from
-from prism.errors import ConfigError, UsageError
+from prism.cli.run import emit_failure, run_options, selectors_from
+from prism.errors import ConfigError, PrismError, UsageError
 
 if TYPE_CHECKING:
     from prism.agents.base import Agent
@@ -161,6 +161,22 @@ def _run_on_agent(
     log_level: str,
     full_tb: bool,
     *,
+    apply_first: bool,
+) -> int:
+    log_format = flags["log_format"]
+    try:
+        return _run_checked(agent_file, flags, log_level, full_tb, apply_first)
+    except PrismError as error:
+        if log_format == "json":
+            emit_failure(error.exit_code, str(error))
+        raise
+
+
+def _run_checked(
+    agent_file: Path,
+    flags: dict[str, Any],
+    log_level: str,
+    full_tb: bool,
     apply_first: bool,
 ) -> int:
     request = _remote_run(flags, log_level, full_tb)

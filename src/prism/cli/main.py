@@ -118,4 +118,30 @@ _register_commands()
 
 def main() -> None:
     """Entry point of the `prism` console script."""
-    cli(prog_name="prism")
+    try:
+        cli.main(prog_name="prism", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        # In JSON mode every run ends with run_finished, even one whose flags
+        # click rejected before Prism saw them.
+        if _wants_json(sys.argv[1:]):
+            from prism.cli.run import emit_failure
+
+            emit_failure(error.exit_code, error.format_message())
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+
+
+def _wants_json(arguments: list[str]) -> bool:
+    is_run = bool(arguments) and (
+        arguments[0] == "run" or arguments[:2] in (["agent", "run"], ["agent", "build"])
+    )
+    pairs = zip(arguments, [*arguments[1:], ""], strict=True)
+    return is_run and any(
+        word == "--log-format=json" or (word == "--log-format" and value == "json")
+        for word, value in pairs
+    )

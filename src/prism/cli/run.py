@@ -14,7 +14,7 @@ import click
 from prism.cli.main import handle_errors, log_options
 from prism.errors import PrismError
 
-__all__ = ["run", "run_options", "selectors_from"]
+__all__ = ["emit_failure", "run", "run_options", "selectors_from"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -98,7 +98,7 @@ def run(
         overrides = {**parse_context(context), **parse_vars(variables)}
     except PrismError as error:
         if log_format == "json":
-            _emit_failure(error)
+            emit_failure(error.exit_code, str(error))
         raise
     request = RunRequest(
         cwd=Path.cwd(),
@@ -143,10 +143,10 @@ def selectors_from(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value.strip() for value in values if value.strip()))
 
 
-def _emit_failure(error: PrismError) -> None:
-    # In JSON mode every run ends with run_finished, even one that never started.
+def emit_failure(exit_code: int, message: str) -> None:
+    """Write the `run_finished` event of a run that failed before it started."""
     from prism.engine.events import RunFinished, event_to_json
 
-    event = RunFinished(exit_code=error.exit_code, duration=0.0, error=str(error))
+    event = RunFinished(exit_code=exit_code, duration=0.0, error=message)
     sys.stdout.write(event_to_json(event) + "\n")
     sys.stdout.flush()

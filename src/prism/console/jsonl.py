@@ -83,6 +83,7 @@ class _ThreadLineWriter(io.TextIOBase):
         return len(text)
 
     def _emit(self, task: str | None, line: str) -> None:
+        line = line.removesuffix("\r")
         self._sink(TaskOutput(task=task, stream=self._stream, line=line))  # type: ignore[arg-type]
 
     def drain(self) -> None:

@@ -101,9 +101,21 @@ def run_session(
 
 
 def _stop_on_sigterm() -> None:
+    # The first Ctrl-C or SIGTERM interrupts the run, which reports what was
+    # running. A second one ends the process at once, even if a task caught the
+    # first.
+    import os
     import signal
 
+    received: list[int] = []
+
     def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            sys.stderr.write("Stopped at once: a second interrupt arrived.\n")
+            sys.stderr.flush()
+            os._exit(130)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
