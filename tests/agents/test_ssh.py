@@ -444,3 +444,29 @@ def test_relative_workdir_is_under_home(tmp_path, ssh_host):
     assert placed.stdout.strip() == "yes"
     assert deleted.returncode == 0, output_of(deleted)
     assert ssh_host.run(f"ls ~/agents/{root.name} 2>&1").returncode != 0
+
+
+def test_moved_agent_cleans_or_names_old_folder(tmp_path, ssh_host):
+    root = write_project(tmp_path / unique_name("sshmove"), PROJECT_FILES)
+    agent_file = root / "mover.yml"
+    base = (
+        f"agent:\n  type: ssh\n  host: {ssh_host.alias}\n"
+        f"  ssh_config: {ssh_host.config}\n"
+    )
+
+    agent_file.write_text(base + f"  workdir: first/{root.name}\n")
+    first = prism("agent", "apply", "-f", str(agent_file), cwd=root)
+    agent_file.write_text(base + f"  workdir: second/{root.name}\n")
+    second = prism("agent", "apply", "-f", str(agent_file), cwd=root)
+    old_left = ssh_host.run(f"test -e ~/first/{root.name} && echo left")
+    agent_file.write_text(base + "  user: root\n")
+    third = prism("agent", "apply", "-f", str(agent_file), cwd=root)
+    prism("agent", "delete", "-f", str(agent_file), cwd=root)
+    ssh_host.run(f"rm -rf ~/second/{root.name}")
+
+    assert first.returncode == 0, output_of(first)
+    assert second.returncode == 0, output_of(second)
+    assert old_left.stdout.strip() == ""
+    assert third.returncode == 0, output_of(third)
+    assert f"{ssh_host.alias}:second/{root.name}" in third.stdout
+    assert "left in place" in third.stdout

@@ -177,11 +177,16 @@ class SshAgent(Agent):
         )
         with self.step(f"Installing requirements on {self.config.spec.host}"):
             self.connection.run(script, action="create the virtual environment")
+        self._forget_old_locations()
         self.state.add_resource(
             self.name,
             "folder",
-            f"{self.config.spec.host}:{self.rsync_folder}",
-            {"python": target.version},
+            self._location(),
+            {
+                "python": target.version,
+                "connection": self._connection_key(),
+                "folder": self.folder,
+            },
         )
         return (
             f"Agent {self.name}: environment ready on {self.config.spec.host} "
@@ -312,6 +317,41 @@ class SshAgent(Agent):
         if b"removed" in result.stdout:
             return [f"removed {self.config.spec.host}:{self.rsync_folder}"]
         return []
+
+    def _connection_key(self) -> str:
+        spec = self.config.spec
+        return (
+            f"{spec.user or ''}@{spec.host}:{spec.port or ''}:{spec.ssh_config or ''}"
+        )
+
+    def _location(self) -> str:
+        user = f"{self.config.spec.user}@" if self.config.spec.user else ""
+        return f"{user}{self.config.spec.host}:{self.rsync_folder}"
+
+    def _forget_old_locations(self) -> None:
+        # A changed host, user, port or workdir moves the agent. An old folder on
+        # the same connection is removed; one elsewhere is named so it can be.
+        for resource in self.state.resources(self.name):
+            if resource.kind != "folder" or resource.id == self._location():
+                continue
+            old_folder = resource.details.get("folder")
+            if (
+                resource.details.get("connection") == self._connection_key()
+                and old_folder
+            ):
+                self.connection.run(
+                    f"test -f {old_folder}/fingerprint && rm -rf {old_folder}; true",
+                    check=False,
+                )
+                logger.info("Removed the agent's previous folder %s", resource.id)
+            else:
+                logger.warning(
+                    "Agent %s moved; its previous environment at %s was left in "
+                    "place. Remove it there by hand if it is no longer needed.",
+                    self.name,
+                    resource.id,
+                )
+            self.state.remove_resource(self.name, resource.kind, resource.id)
 
     def _remove_empty_parent(self) -> str:
         # The default folder sits in one folder per project; drop it once empty.
