@@ -160,6 +160,38 @@ def ssh_project(
         agents.cleanup()
 
 
+SLOW_TASK = """\
+import time
+from prism.decorators import task
+
+
+@task()
+def slow(tasks, hooks):
+    print("started", flush=True)
+    time.sleep(120)
+    return 1
+"""
+
+
+def _start_slow_run(project: SshProject, start_agent: Any) -> Any:
+    """Start `prism agent run -t slow` and wait until the task has started."""
+    agent = start_agent(
+        "agent",
+        "run",
+        "-f",
+        str(project.agent_file),
+        "-t",
+        "slow",
+        cwd=project.root,
+        env=SECRET_ENV,
+    )
+    deadline = time.monotonic() + 60
+    while "started" not in agent.stdout and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "started" in agent.stdout, agent.stdout + agent.stderr
+    return agent
+
+
 def test_run_returns_outputs_and_events(ssh_project):
     result = prism(
         "agent",
@@ -272,26 +304,9 @@ def test_noop_apply_does_nothing(ssh_project):
 
 def test_interrupt_stops_remote_process(ssh_project, start_agent):
     slow = ssh_project.root / "tasks" / "slow.py"
-    slow.write_text(
-        "import time\nfrom prism.decorators import task\n\n\n@task()\n"
-        "def slow(tasks, hooks):\n    print('started', flush=True)\n"
-        "    time.sleep(120)\n    return 1\n"
-    )
+    slow.write_text(SLOW_TASK)
     try:
-        agent = start_agent(
-            "agent",
-            "run",
-            "-f",
-            str(ssh_project.agent_file),
-            "-t",
-            "slow",
-            cwd=ssh_project.root,
-            env=SECRET_ENV,
-        )
-        deadline = time.monotonic() + 60
-        while "started" not in agent.stdout and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert "started" in agent.stdout, agent.stdout + agent.stderr
+        agent = _start_slow_run(ssh_project, start_agent)
         agent.process.send_signal(signal.SIGINT)
         agent.process.wait(timeout=30)
     finally:
@@ -387,26 +402,9 @@ def test_selected_task_reads_upstream_target(ssh_project):
 
 def test_second_run_waits_its_turn(ssh_project, start_agent):
     slow = ssh_project.root / "tasks" / "slow.py"
-    slow.write_text(
-        "import time\nfrom prism.decorators import task\n\n\n@task()\n"
-        "def slow(tasks, hooks):\n    print('started', flush=True)\n"
-        "    time.sleep(120)\n    return 1\n"
-    )
+    slow.write_text(SLOW_TASK)
     try:
-        first = start_agent(
-            "agent",
-            "run",
-            "-f",
-            str(ssh_project.agent_file),
-            "-t",
-            "slow",
-            cwd=ssh_project.root,
-            env=SECRET_ENV,
-        )
-        deadline = time.monotonic() + 60
-        while "started" not in first.stdout and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert "started" in first.stdout, first.stdout + first.stderr
+        first = _start_slow_run(ssh_project, start_agent)
 
         second = prism(
             "agent",
