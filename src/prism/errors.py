@@ -1,6 +1,6 @@
 """Every error Prism raises, each with the exit code the CLI gives it.
 
-    PrismError                  exit 2 unless said otherwise
+    PrismError                  exit 2 unless stated otherwise
     ├── UsageError              a bad flag or flag value
     ├── ProjectError            the project cannot be found or loaded
     │   ├── TaskDefinitionError a task module that does not define a valid task

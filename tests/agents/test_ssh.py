@@ -192,15 +192,21 @@ def _start_slow_run(project: SshProject, start_agent: Any) -> Any:
     return agent
 
 
-def test_run_returns_outputs_and_events(ssh_project):
-    result = prism(
+def run_on_agent(project: SshProject, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `prism agent run -f AGENT_FILE ARGS` with the test secret set."""
+    return prism(
         "agent",
         "run",
         "-f",
-        str(ssh_project.agent_file),
-        cwd=ssh_project.root,
+        str(project.agent_file),
+        *args,
+        cwd=project.root,
         env=SECRET_ENV,
     )
+
+
+def test_run_returns_outputs_and_events(ssh_project):
+    result = run_on_agent(ssh_project)
 
     assert result.returncode == 0, output_of(result)
     assert "[remote] " in result.stdout
@@ -209,14 +215,7 @@ def test_run_returns_outputs_and_events(ssh_project):
 
 
 def test_secret_masked_and_never_stored(ssh_project):
-    result = prism(
-        "agent",
-        "run",
-        "-f",
-        str(ssh_project.agent_file),
-        cwd=ssh_project.root,
-        env=SECRET_ENV,
-    )
+    result = run_on_agent(ssh_project)
 
     assert result.returncode == 0, output_of(result)
     assert "token ****" in result.stdout
@@ -236,30 +235,12 @@ def test_edit_and_deleted_file_reach_host(ssh_project):
         "from prism.decorators import task\n\n\n@task()\ndef extra(tasks, hooks):\n"
         "    return 'first'\n"
     )
-    first = prism(
-        "agent",
-        "run",
-        "-f",
-        str(ssh_project.agent_file),
-        "--log-format",
-        "json",
-        cwd=ssh_project.root,
-        env=SECRET_ENV,
-    )
+    first = run_on_agent(ssh_project, "--log-format", "json")
     assert first.returncode == 0, output_of(first)
     assert '"extra.extra"' in first.stdout
 
     extra.unlink()
-    second = prism(
-        "agent",
-        "run",
-        "-f",
-        str(ssh_project.agent_file),
-        "--log-format",
-        "json",
-        cwd=ssh_project.root,
-        env=SECRET_ENV,
-    )
+    second = run_on_agent(ssh_project, "--log-format", "json")
 
     assert second.returncode == 0, output_of(second)
     assert '"extra.extra"' not in second.stdout
@@ -272,14 +253,7 @@ def test_failing_task_exits_one(ssh_project):
         "    raise ValueError('no rows today')\n"
     )
     try:
-        result = prism(
-            "agent",
-            "run",
-            "-f",
-            str(ssh_project.agent_file),
-            cwd=ssh_project.root,
-            env=SECRET_ENV,
-        )
+        result = run_on_agent(ssh_project)
     finally:
         broken.unlink()
 
@@ -372,28 +346,10 @@ def test_delete_removes_host_folder(tmp_path, ssh_host):
 
 
 def test_selected_task_reads_upstream_target(ssh_project):
-    full = prism(
-        "agent",
-        "run",
-        "-f",
-        str(ssh_project.agent_file),
-        cwd=ssh_project.root,
-        env=SECRET_ENV,
-    )
+    full = run_on_agent(ssh_project)
     assert full.returncode == 0, output_of(full)
 
-    result = prism(
-        "agent",
-        "run",
-        "-f",
-        str(ssh_project.agent_file),
-        "-t",
-        "total",
-        "--log-format",
-        "json",
-        cwd=ssh_project.root,
-        env=SECRET_ENV,
-    )
+    result = run_on_agent(ssh_project, "-t", "total", "--log-format", "json")
 
     assert result.returncode == 0, output_of(result)
     assert '"task":"total.total"' in result.stdout
@@ -406,14 +362,7 @@ def test_second_run_waits_its_turn(ssh_project, start_agent):
     try:
         first = _start_slow_run(ssh_project, start_agent)
 
-        second = prism(
-            "agent",
-            "run",
-            "-f",
-            str(ssh_project.agent_file),
-            cwd=ssh_project.root,
-            env=SECRET_ENV,
-        )
+        second = run_on_agent(ssh_project)
 
         first.process.send_signal(signal.SIGINT)
         first.process.wait(timeout=30)

@@ -8,10 +8,10 @@ Implementers must guarantee:
 
 - `_apply` is idempotent and can be re-run after a crash or Ctrl-C at any point.
   It finds and reuses or replaces what an interrupted apply left behind.
-- `_start` starts the far side and returns a function that streams its events
-  as they arrive, copies outputs back even when the run fails, returns the
-  closing event, and leaves nothing running when it returns or raises, including
-  on KeyboardInterrupt.
+- `_start` starts the far side and returns a function that follows the run. That
+  function streams events as they arrive, copies outputs back even when the run
+  fails, and returns the closing event. It leaves nothing running when it returns
+  or raises, including on KeyboardInterrupt.
 - `_delete` removes everything the agent created, and nothing else.
 - No `env` value is ever written to disk, an image, the state database or a log.
 """

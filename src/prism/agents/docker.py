@@ -3,9 +3,9 @@
 In Docker's terms: `apply` builds an image `FROM` the agent's `image`, adding a
 virtual environment at `/opt/prism/venv` with `requirements` and this Prism,
 installed offline from a wheelhouse built on the client. The project's code is
-not in the image: each run creates a container, copies the bundle into it at
-the project's absolute path, starts `prism run`, streams its events, copies the
-folders its targets wrote (and `artifacts`) back, and removes the container. So
+not in the image. Each run creates a container and copies the bundle into it at
+the project's absolute path. It then starts the run, streams its events, copies
+the folders its targets wrote (and `artifacts`) back, and removes the container. So
 a code change rebuilds nothing, and `env` reaches the container only at run
 time, never in an image layer.
 

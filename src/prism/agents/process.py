@@ -31,7 +31,7 @@ def stream_process(
 ) -> RunFinished:
     """Send the process's events to `sink` as they arrive; return its closing event.
 
-    `stop` tells the far side to end (it reports interrupted tasks), `kill` ends it
+    `stop` signals the far side to end (it reports interrupted tasks), `kill` ends it
     at once. After `timeout` seconds, or on Ctrl-C, the process is stopped, and
     killed if it has not ended `GRACE_SECONDS` later; a second Ctrl-C kills it at
     once. The function returns only once the process has ended.

@@ -1,13 +1,15 @@
 """The SSH agent: a host the user can already reach with `ssh`.
 
 Everything lives in one folder on the host, `workdir` (default
-`~/.prism/<project>/<agent>`): `venv/` with the dependencies, installed offline
-from a wheelhouse the client builds for the host's Python and platform;
-`wheelhouses/`; and `files/`, where the project is mirrored at its local
-absolute path, so relative paths between the project and the folders it imports
-from stay the same. Each run copies only what changed (rsync), runs `prism run`
-there with `env` sent on standard input, streams the events back and copies the
-target folders and `artifacts` back, also when the run fails.
+`~/.prism/<project>/<agent>`). It contains `venv/` with the dependencies,
+installed offline from a wheelhouse the client builds for the host's Python and
+platform, and `wheelhouses/`. It also contains `files/`, where the project is
+mirrored at its local absolute path, so relative paths between the project and
+the folders it imports from stay the same.
+
+Each run copies only what changed (rsync) and runs the project there with `env`
+sent on standard input. It streams the events back and copies the target folders
+and `artifacts` back, also when the run fails.
 
 Not supported: password or keyboard-interactive logins (use a key or an agent),
 and hosts without rsync or without Python's venv module.
@@ -197,16 +199,16 @@ class SshAgent(Agent):
         self, request: RemoteRun, payload: bytes, early: Any = None
     ) -> Callable[[EventSink], RunFinished]:
         # Runs share the host's mirror of the project, so one runs at a time.
-        held = contextlib.ExitStack()
-        held.enter_context(self._lock("run"))
+        run_lock = contextlib.ExitStack()
+        run_lock.enter_context(self._lock("run"))
         try:
-            return self._start_locked(request, payload, held)
+            return self._start_locked(request, payload, run_lock)
         except BaseException:
-            held.close()
+            run_lock.close()
             raise
 
     def _start_locked(
-        self, request: RemoteRun, payload: bytes, held: contextlib.ExitStack
+        self, request: RemoteRun, payload: bytes, run_lock: contextlib.ExitStack
     ) -> Callable[[EventSink], RunFinished]:
         bundle = collect_bundle(self.project_root, with_targets=bool(request.selectors))
         files = [str(path).lstrip("/") for path in bundle.files]
@@ -263,7 +265,7 @@ class SshAgent(Agent):
                 try:
                     self._copy_outputs(written)
                 finally:
-                    held.close()
+                    run_lock.close()
 
         return follow
 

@@ -24,8 +24,10 @@ MASK = "****"
 class EventReader:
     """Turns lines of `prism run --log-format json` output into events.
 
-    Lines that are not events (a crash before the stream started, a message from
-    the agent's shell) become `task_output` lines, so nothing is lost.
+    Standard output lines that are not events (a crash before the stream
+    started, a message from the agent's shell) become `task_output` lines. The
+    far side's standard error is not read here: agents keep it for the message
+    of a run that ends without a closing event.
     """
 
     def __init__(self, sink: EventSink, stream: str = "stdout") -> None:

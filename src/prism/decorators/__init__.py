@@ -24,7 +24,7 @@ TASK_ATTRIBUTE = "__prism_task__"
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """Where and how one output of a task is saved.
+    """The location and target type of one output of a task.
 
     With `iterator`, the task returns a `{name: object}` dict, each object is saved
     to `loc/name` and the task's output is the folder `loc`.

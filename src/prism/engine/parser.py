@@ -243,11 +243,11 @@ def _check_parameters(
     names = [argument.arg for argument in (*arguments.posonlyargs, *arguments.args)]
     extra = arguments.vararg or arguments.kwarg or arguments.kwonlyargs
     if set(names) != expected or len(names) != len(expected) or extra:
-        wanted = ", ".join(sorted(expected, key=["self", "tasks", "hooks"].index))
+        required = ", ".join(sorted(expected, key=["self", "tasks", "hooks"].index))
         found = ", ".join(names) or "none"
         raise TaskDefinitionError(
             f"Task {task_id} in {file}:{node.lineno}: {node.name}() must take the "
-            f"parameters ({wanted}), not ({found})",
+            f"parameters ({required}), not ({found})",
             hint="Prism passes `tasks` (to read upstream outputs) and `hooks` "
             "(databases, Spark) to every task.",
         )

@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Plan:
-    """What a run does: tasks to execute, in order, and tasks only read from targets."""
+    """The tasks a run executes, in order, and the tasks it only reads from targets."""
 
     execute: tuple[str, ...]
     load_only: frozenset[str]

@@ -51,8 +51,8 @@ def load_triggers(project: Project) -> TriggerPlan:
     Raises:
         ConfigError: the file is missing or invalid, or names an unknown trigger.
     """
-    wanted = {kind: names for kind, names in project.triggers.items() if names}
-    if not wanted:
+    requested = {kind: names for kind, names in project.triggers.items() if names}
+    if not requested:
         return TriggerPlan()
 
     from prism.project.templating import render_yaml_file
@@ -78,11 +78,11 @@ def load_triggers(project: Project) -> TriggerPlan:
     plan = TriggerPlan(
         on_success=tuple(
             _read_trigger(path, name, definitions)
-            for name in wanted.get("on_success", ())
+            for name in requested.get("on_success", ())
         ),
         on_failure=tuple(
             _read_trigger(path, name, definitions)
-            for name in wanted.get("on_failure", ())
+            for name in requested.get("on_failure", ())
         ),
         include=include,
     )
