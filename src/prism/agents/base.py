@@ -79,7 +79,7 @@ class Agent(ABC):
         # values are only used when a run starts.
         resolve_env(self.config)
         self._check_name_is_free()
-        with self._lock("apply"):
+        with self.lock("apply"):
             return self._apply_unlocked()
 
     def _apply_unlocked(self) -> ApplyResult:
@@ -143,7 +143,7 @@ class Agent(ABC):
 
     def delete(self) -> list[str]:
         """Remove everything the agent created; return a line per thing removed."""
-        with self._lock("delete"):
+        with self.lock("delete"):
             removed = self._delete()
             self.state.forget_agent(self.name)
         return removed
@@ -160,7 +160,7 @@ class Agent(ABC):
             )
 
     @contextmanager
-    def _lock(self, action: str) -> Iterator[None]:
+    def lock(self, action: str) -> Iterator[None]:
         """Hold this agent's lock, or fail at once if another command holds it."""
         import fcntl
         import os
