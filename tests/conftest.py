@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,31 @@ def prism_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
+
+
+# No test may reach AWS: boto3 gets fake credentials, no configuration files and
+# an endpoint where nothing listens. Tests that talk to moto point
+# AWS_ENDPOINT_URL at it.
+_OFFLINE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": "/nonexistent/prism-tests/aws-config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/prism-tests/aws-credentials",
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_aws() -> Iterator[None]:
+    """Keep every AWS call of the test session on 127.0.0.1."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN"):
+            patch.delenv(name, raising=False)
+        for name, value in _OFFLINE_AWS.items():
+            patch.setenv(name, value)
+        yield
 
 
 @pytest.fixture

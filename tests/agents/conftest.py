@@ -30,6 +30,31 @@ SECRET_ENV = {"PRISM_TEST_SECRET": SECRET}
 
 Result = subprocess.CompletedProcess[str]
 
+# Two tasks: `extract` prints the TOKEN variable, `total` writes output/total.txt.
+TOKEN_PROJECT = {
+    "tasks/extract.py": """\
+        import os
+        import prism.target
+        from prism.decorators import target, task
+
+
+        @task(targets=[target(type=prism.target.JSON, loc="output/rows.json")])
+        def extract(tasks, hooks):
+            print("token", os.environ.get("TOKEN"))
+            return [1, 2, 3]
+    """,
+    "tasks/total.py": """\
+        import prism.target
+        from prism.decorators import target, task
+
+
+        @task(targets=[target(type=prism.target.Txt, loc="output/total.txt")])
+        def total(tasks, hooks):
+            return str(sum(tasks.ref("extract")))
+    """,
+    ".gitignore": "output/\n",
+}
+
 
 @pytest.fixture(scope="session")
 def xdg_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:

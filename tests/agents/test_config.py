@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -221,3 +222,16 @@ def test_default_form_is_not_unset_error(make_project, run_prism):
     assert result.returncode == 2, result.stdout + result.stderr
     assert UNSET not in result.stderr
     assert "Cannot reach the Docker engine" in flat(result.stderr)
+
+
+@pytest.mark.parametrize("agent_type", ["venv", "docker", "ssh", "ec2"])
+def test_created_agent_file_is_valid_as_written(
+    agent_type: str, make_project: Any, run_prism: Any
+) -> None:
+    project = make_project({"tasks/a.py": "def a(tasks, hooks):\n    return 1\n"})
+    result = run_prism(
+        "create", "agent", "--type", agent_type, "-f", "new.yml", cwd=project
+    )
+    assert result.returncode == 0, result.stderr
+    config = load_agent_file(project / "new.yml")
+    assert config.type == agent_type

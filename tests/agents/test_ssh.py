@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import pytest
 from tests.agents.conftest import (
     SECRET,
     SECRET_ENV,
+    TOKEN_PROJECT,
     AppliedAgents,
     files_containing,
     output_of,
@@ -23,110 +23,17 @@ from tests.agents.conftest import (
     unique_name,
     write_project,
 )
-from tests.integration import require, require_test_image
+from tests.agents.sshd import SshHost, free_port, running_sshd
 
 pytestmark = pytest.mark.integration
 
-SSHD_IMAGE = "prism-test/sshd:bookworm"
-
-PROJECT_FILES = {
-    "tasks/extract.py": """\
-        import os
-        import prism.target
-        from prism.decorators import target, task
-
-
-        @task(targets=[target(type=prism.target.JSON, loc="output/rows.json")])
-        def extract(tasks, hooks):
-            print("token", os.environ.get("TOKEN"))
-            return [1, 2, 3]
-    """,
-    "tasks/total.py": """\
-        import prism.target
-        from prism.decorators import target, task
-
-
-        @task(targets=[target(type=prism.target.Txt, loc="output/total.txt")])
-        def total(tasks, hooks):
-            return str(sum(tasks.ref("extract")))
-    """,
-    ".gitignore": "output/\n",
-}
-
-
-@dataclass(frozen=True)
-class SshHost:
-    """A running sshd container and an OpenSSH config that reaches it as `alias`."""
-
-    alias: str
-    config: Path
-    known_hosts: Path
-    container: Any
-
-    def run(self, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["ssh", "-F", str(self.config), "-o", "BatchMode=yes", self.alias, command],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for_sshd(port: int) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                if sock.recv(4).startswith(b"SSH"):
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"sshd on 127.0.0.1:{port} did not answer")
+PROJECT_FILES = TOKEN_PROJECT
 
 
 @pytest.fixture(scope="module")
 def ssh_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHost]:
-    client = require_test_image(SSHD_IMAGE)
-    require(
-        subprocess.run(["which", "rsync"], capture_output=True).returncode == 0,
-        "rsync is not installed on this machine; run `apt-get install rsync`",
-    )
-    folder = tmp_path_factory.mktemp("ssh")
-    key = folder / "id_ed25519"
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True
-    )
-    port = _free_port()
-    container = client.containers.run(
-        SSHD_IMAGE,
-        detach=True,
-        remove=True,
-        ports={"22/tcp": ("127.0.0.1", port)},
-        environment={"SSH_AUTHORIZED_KEYS": key.with_suffix(".pub").read_text()},
-        labels={"prism-test": "sshd"},
-    )
-    known_hosts = folder / "known_hosts"
-    config = folder / "ssh_config"
-    config.write_text(
-        f"Host test-host\n"
-        f"  HostName 127.0.0.1\n"
-        f"  Port {port}\n"
-        f"  User prism\n"
-        f"  IdentityFile {key}\n"
-        f"  IdentitiesOnly yes\n"
-        f"  UserKnownHostsFile {known_hosts}\n"
-    )
-    try:
-        _wait_for_sshd(port)
-        yield SshHost("test-host", config, known_hosts, container)
-    finally:
-        container.remove(force=True)
+    with running_sshd(tmp_path_factory.mktemp("ssh")) as host:
+        yield host
 
 
 @dataclass(frozen=True)
@@ -296,7 +203,7 @@ def test_unreachable_host_exits_two(tmp_path, ssh_host):
     root = write_project(tmp_path / "project", PROJECT_FILES)
     agent_file = root / "nowhere.yml"
     agent_file.write_text(
-        f"agent:\n  type: ssh\n  host: 127.0.0.1\n  port: {_free_port()}\n"
+        f"agent:\n  type: ssh\n  host: 127.0.0.1\n  port: {free_port()}\n"
         f"  ssh_config: {ssh_host.config}\n"
     )
 

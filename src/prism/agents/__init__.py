@@ -19,6 +19,7 @@ AGENT_TYPES: dict[str, str] = {
     "venv": "prism.agents.venv:VenvAgent",
     "docker": "prism.agents.docker:DockerAgent",
     "ssh": "prism.agents.ssh:SshAgent",
+    "ec2": "prism.agents.ec2:Ec2Agent",
 }
 
 

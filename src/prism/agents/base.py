@@ -115,6 +115,8 @@ class Agent(ABC):
         fingerprint = self.fingerprint()
         record = self.state.agent(self.name)
         apply_hint = f"Run `prism agent apply -f {self.config.path}` first."
+        if record is not None and record.fingerprint == fingerprint:
+            self._prepare_run()
         if record is None:
             raise ConfigError(
                 f"Agent {self.name} has not been applied",
@@ -215,6 +217,9 @@ class Agent(ABC):
         started = time.perf_counter()
         yield
         logger.info("%s: done in %.1fs", description, time.perf_counter() - started)
+
+    def _prepare_run(self) -> None:  # noqa: B027 - optional hook
+        """Bring a stopped environment back before a run, e.g. start an instance."""
 
     @abstractmethod
     def _fingerprint_parts(self) -> tuple[str, ...]:

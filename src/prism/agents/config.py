@@ -37,7 +37,7 @@ __all__ = [
     "secret_values",
 ]
 
-_PLANNED_TYPES = ("ec2", "emr")
+_PLANNED_TYPES = ("emr",)
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SCALARS = (str, int, float, bool)
 
@@ -69,6 +69,13 @@ class AgentConfig:
         requirements = self.requirements_path
         text = requirements.read_text(encoding="utf-8") if requirements else ""
         payload = json.dumps([settings, text, *parts], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def fingerprint_of_requirements(self, *parts: str) -> str:
+        """Hash only what shapes a virtual environment: requirements and `parts`."""
+        requirements = self.requirements_path
+        text = requirements.read_text(encoding="utf-8") if requirements else ""
+        payload = json.dumps([text, *parts])
         return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -50,6 +50,10 @@ def probe_script() -> str:
     return PROBE_SCRIPT
 
 
+# The oldest Python that Prism itself, installed on every agent, runs on.
+MIN_PYTHON = (3, 10)
+
+
 @dataclass(frozen=True)
 class PythonTarget:
     """The interpreter an agent runs: its version and platform."""
@@ -70,6 +74,12 @@ class PythonTarget:
             libc=(str(data["libc"][0]), str(data["libc"][1])),
             platform=data["platform"],
         )
+
+    @property
+    def supported(self) -> bool:
+        """True when Prism can be installed on this interpreter."""
+        major, minor = (int(part) for part in self.version.split(".")[:2])
+        return (major, minor) >= MIN_PYTHON
 
     @classmethod
     def client(cls) -> PythonTarget:

@@ -169,15 +169,14 @@ class DockerAgent(Agent):
                 raise ConfigError(
                     f"{self.config.path}: agent.image: {self.config.spec.image} has no "
                     f"working python3 ({_explain(error)})",
-                    hint="Use an image with Python 3.8 or newer, e.g. a python:3.x "
+                    hint="Use an image with Python 3.10 or newer, e.g. a python:3.x "
                     "image or a Debian image with python3 and python3-venv.",
                 ) from None
         target = PythonTarget.from_probe(output.decode())
-        major, minor = (int(part) for part in target.version.split("."))
-        if (major, minor) < (3, 8):
+        if not target.supported:
             raise ConfigError(
                 f"{self.config.path}: agent.image: {self.config.spec.image} has "
-                f"Python {target.version}; Prism needs 3.8 or newer"
+                f"Python {target.version}; Prism needs 3.10 or newer"
             )
         self._target_cache = target
         return target

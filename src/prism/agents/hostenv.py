@@ -116,10 +116,18 @@ class HostEnvironment:
             raise ConfigError(
                 f"{self.agent.config.path}: agent.python: {self.python!r} does not "
                 f"run on {self.host}",
-                hint="Install Python 3.8 or newer with its venv module there, or set "
-                "agent.python to its path.",
+                hint="Install Python 3.10 or newer with its venv module there, or "
+                "set agent.python to its path.",
             )
-        return PythonTarget.from_probe(result.stdout.decode())
+        target = PythonTarget.from_probe(result.stdout.decode())
+        if not target.supported:
+            raise ConfigError(
+                f"{self.agent.config.path}: agent.python: {self.python!r} on "
+                f"{self.host} is Python {target.version}; Prism needs 3.10 or newer",
+                hint="Install a newer Python there (e.g. python3.11) and set "
+                "agent.python to it.",
+            )
+        return target
 
     def install(self, fingerprint: str) -> PythonTarget:
         """Build the virtual environment for `fingerprint` from a wheelhouse."""

@@ -36,6 +36,7 @@ class SshEndpoint:
     identity_file: str | None = None
     config_file: str | None = None
     proxy: str | None = None
+    known_hosts: str | None = None
 
     @property
     def destination(self) -> str:
@@ -62,6 +63,8 @@ class SshConnection:
         if endpoint.proxy:
             key = "ProxyCommand" if " " in endpoint.proxy else "ProxyJump"
             options += ["-o", f"{key}={endpoint.proxy}"]
+        if endpoint.known_hosts:
+            options += ["-o", f"UserKnownHostsFile={endpoint.known_hosts}"]
         options += [
             "-o",
             "BatchMode=yes",

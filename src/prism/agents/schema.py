@@ -126,7 +126,80 @@ class SshSpec(_Spec):
         return value
 
 
-AgentSpec = Annotated[VenvSpec | DockerSpec | SshSpec, Field(discriminator="type")]
+class Ec2Spec(_Spec):
+    """An EC2 instance that Prism creates, reached over SSH."""
+
+    type: Literal["ec2"]
+    instance_type: str = Field(min_length=1)
+    region: str | None = None
+    ami: str | None = Field(
+        default=None, description="default: the latest Amazon Linux 2023 image"
+    )
+    spot: bool = False
+    volume_gb: int = Field(default=30, ge=8, le=16384)
+    subnet_id: str | None = None
+    iam_instance_profile: str | None = None
+    key_name: str | None = None
+    identity_file: str | None = None
+    ssh_cidr: list[str] = Field(default_factory=lambda: ["auto"])
+    ssh_user: str = "ec2-user"
+    ssh_proxy: str | None = None
+    python: str | None = None
+    idle_timeout: float = Field(default=60, description="minutes; 0 turns it off")
+    idle_action: Literal["stop", "terminate"] = "stop"
+
+    @field_validator("ssh_cidr", mode="before")
+    @classmethod
+    def _listify_cidr(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("ssh_cidr")
+    @classmethod
+    def _check_cidr(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        if not value:
+            raise ValueError("must name at least one address range, or auto")
+        for item in value:
+            if item == "auto":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an address range such as 203.0.113.7/32, nor auto"
+                ) from None
+        return value
+
+    @field_validator("idle_timeout", mode="before")
+    @classmethod
+    def _parse_idle_timeout(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _DURATION.match(value)
+            if not match:
+                raise ValueError("must be minutes or a duration such as 90m or 2h")
+            factor = {"s": 1 / 60, "m": 1, "h": 60}[match.group(2) or "m"]
+            return float(match.group(1)) * factor
+        return value
+
+    @field_validator("idle_timeout")
+    @classmethod
+    def _check_idle_timeout(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must be 0 (off) or more minutes")
+        return value
+
+    @field_validator("key_name", "subnet_id", "ami", "region", "ssh_proxy")
+    @classmethod
+    def _check_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty; leave the key out for the default")
+        return value
+
+
+AgentSpec = Annotated[
+    VenvSpec | DockerSpec | SshSpec | Ec2Spec, Field(discriminator="type")
+]
 
 
 class _AgentFile(BaseModel):
@@ -148,7 +221,25 @@ def validate_agent(path: Path, data: dict[str, Any]) -> AgentSettings:
     resources = getattr(spec, "resources", Resources())
     extra = {
         key: getattr(spec, key, None)
-        for key in ("host", "user", "port", "identity_file", "ssh_config", "workdir")
+        for key in (
+            "host",
+            "user",
+            "port",
+            "identity_file",
+            "ssh_config",
+            "workdir",
+            "region",
+            "ami",
+            "instance_type",
+            "volume_gb",
+            "subnet_id",
+            "iam_instance_profile",
+            "key_name",
+            "ssh_user",
+            "ssh_proxy",
+            "idle_timeout",
+            "idle_action",
+        )
     }
     return AgentSettings(
         type=spec.type,
@@ -161,6 +252,8 @@ def validate_agent(path: Path, data: dict[str, Any]) -> AgentSettings:
         server_url=getattr(spec, "server_url", None),
         cpus=resources.cpus,
         memory=resources.memory,
+        spot=getattr(spec, "spot", False),
+        ssh_cidr=tuple(getattr(spec, "ssh_cidr", ())),
         **extra,
     )
 
@@ -196,6 +289,7 @@ def _suggest_key(location: list[str], error: ValidationError) -> str | None:
             set(VenvSpec.model_fields)
             | set(DockerSpec.model_fields)
             | set(SshSpec.model_fields)
+            | set(Ec2Spec.model_fields)
         )
     elif location[:2] == ["agent", "resources"]:
         known = set(Resources.model_fields)

@@ -11,7 +11,7 @@ from typing import Any
 
 __all__ = ["AGENT_TYPES", "AgentSettings"]
 
-AGENT_TYPES = ("venv", "docker", "ssh")
+AGENT_TYPES = ("venv", "docker", "ssh", "ec2")
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,35 @@ class AgentSettings:
     identity_file: str | None = None
     ssh_config: str | None = None
     workdir: str | None = None
+    region: str | None = None
+    ami: str | None = None
+    instance_type: str | None = None
+    spot: bool = False
+    volume_gb: int | None = None
+    subnet_id: str | None = None
+    iam_instance_profile: str | None = None
+    key_name: str | None = None
+    ssh_cidr: tuple[str, ...] = ()
+    ssh_user: str | None = None
+    ssh_proxy: str | None = None
+    idle_timeout: float | None = None
+    idle_action: str | None = None
 
     def to_cache(self) -> dict[str, Any]:
         """Return the settings without `env`, for the state database."""
         data = asdict(self)
         data.pop("env")
         data["artifacts"] = list(self.artifacts)
+        data["ssh_cidr"] = list(self.ssh_cidr)
         return data
 
     @classmethod
     def from_cache(cls, data: dict[str, Any], env: dict[str, Any]) -> AgentSettings:
-        return cls(**{**data, "artifacts": tuple(data["artifacts"]), "env": env})
+        return cls(
+            **{
+                **data,
+                "artifacts": tuple(data["artifacts"]),
+                "ssh_cidr": tuple(data.get("ssh_cidr", ())),
+                "env": env,
+            }
+        )
