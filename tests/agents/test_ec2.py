@@ -473,3 +473,23 @@ def test_idle_watchdog_acts_only_after_sessions_end(cloud: Cloud) -> None:
 
 def _fired(host: SshHost) -> bool:
     return host.container.exec_run(["test", "-f", "/tmp/fired"]).exit_code == 0
+
+
+def test_failed_apply_leaves_nothing_delete_misses(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    root, agent_file = new_project(
+        tmp_path, cloud, own_key=False, extra="  ami: ami-00000000000000000\n"
+    )
+    result = prism("agent", "apply", "-f", str(agent_file), cwd=root)
+    assert result.returncode == 2, output_of(result)
+    assert "agent.ami" in result.stderr or "InvalidAMIID" in result.stderr
+    ec2 = cloud.client("ec2")
+    filters = [{"Name": "tag:prism:project", "Values": [f"{root.name}-*"]}]
+    assert ec2.describe_security_groups(Filters=filters)["SecurityGroups"]
+
+    deleted = prism("agent", "delete", "-f", str(agent_file), cwd=root)
+
+    assert deleted.returncode == 0, output_of(deleted)
+    assert ec2.describe_security_groups(Filters=filters)["SecurityGroups"] == []
+    assert ec2.describe_key_pairs(Filters=filters)["KeyPairs"] == []
