@@ -225,9 +225,10 @@ def test_second_interrupt_stops_stubborn_task(make_project):
 
                 @task()
                 def stubborn(tasks, hooks):
-                    print("started", flush=True)
-                    for _ in range(60):
+                    for second in range(60):
                         try:
+                            if second == 0:
+                                print("started", flush=True)
                             time.sleep(1)
                         except KeyboardInterrupt:
                             print("ignored", flush=True)
@@ -245,11 +246,13 @@ def test_second_interrupt_stops_stubborn_task(make_project):
     )
     assert process.stdout is not None
     seen = ""
-    while "started" not in seen:
-        seen += process.stdout.readline()
-    process.send_signal(signal.SIGINT)
-    while "ignored" not in seen:
-        seen += process.stdout.readline()
+    for expected in ("started", "ignored"):
+        while expected not in seen:
+            line = process.stdout.readline()
+            assert line, f"prism ended before printing {expected!r}:\n{seen}"
+            seen += line
+        if expected == "started":
+            process.send_signal(signal.SIGINT)
 
     process.send_signal(signal.SIGINT)
 
