@@ -67,7 +67,7 @@ def handle_errors(func: F) -> F:
             # The file system refused something: a read-only or full disk, a
             # missing permission. That is the reader's to fix, not a bug.
             if full_tb:
-                raise
+                _exit_with_traceback(error)
             where = f": {error.filename}" if error.filename else ""
             click.echo(f"Error: {error.strerror or error}{where}", err=True)
             click.echo(
@@ -77,16 +77,29 @@ def handle_errors(func: F) -> F:
         except Exception as error:
             # Anything else is a bug in Prism; keep the traceback for --full-tb.
             if full_tb:
-                raise
+                _exit_with_traceback(error)
+            from prism.console.secrets import mask
+
             click.echo(
-                f"Error: internal error {type(error).__name__}: {error}\n"
-                "  This is a bug in Prism. Run the command again with --full-tb "
+                mask(f"Error: internal error {type(error).__name__}: {error}\n")
+                + "  This is a bug in Prism. Run the command again with --full-tb "
                 "and report the traceback.",
                 err=True,
             )
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _exit_with_traceback(error: BaseException) -> None:
+    """Print the traceback of `error`, secrets masked, and exit 1."""
+    import traceback
+
+    from prism.console.secrets import mask
+
+    sys.stderr.write(mask("".join(traceback.format_exception(error))))
+    sys.stderr.flush()
+    sys.exit(1)
 
 
 def report_error(error: PrismError, *, full_tb: bool) -> None:
@@ -103,7 +116,7 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from prism.cli import agent, create, init, run
+    from prism.cli import agent, connect, create, init, run, spark_submit
     from prism.cli import compile as compile_command
 
     cli.add_command(init.init)
@@ -111,6 +124,8 @@ def _register_commands() -> None:
     cli.add_command(compile_command.compile_)
     cli.add_command(create.create)
     cli.add_command(agent.agent)
+    cli.add_command(connect.connect)
+    cli.add_command(spark_submit.spark_submit)
 
 
 _register_commands()
@@ -138,7 +153,8 @@ def main() -> None:
 
 def _wants_json(arguments: list[str]) -> bool:
     is_run = bool(arguments) and (
-        arguments[0] == "run" or arguments[:2] in (["agent", "run"], ["agent", "build"])
+        arguments[0] in ("run", "spark-submit")
+        or arguments[:2] in (["agent", "run"], ["agent", "build"])
     )
     pairs = zip(arguments, [*arguments[1:], ""], strict=True)
     return is_run and any(

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import TextIO
 
+from prism.console.secrets import mask_event
 from prism.engine.events import Event, EventSink, TaskOutput, event_to_json
 from prism.engine.execution import current_task, running_tasks
 
@@ -30,7 +31,7 @@ class JsonRenderer:
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
-        line = event_to_json(event)
+        line = event_to_json(mask_event(event))
         with self._lock:
             self.stream.write(line + "\n")
             self.stream.flush()

@@ -23,13 +23,18 @@ __all__ = ["run_session", "write_error"]
 def write_error(
     error: PrismError, *, full_tb: bool, stream: TextIO | None = None
 ) -> None:
-    """Write `error` with its hint, and with `full_tb` its traceback, to stderr."""
+    """Write `error` with its hint, and with `full_tb` its traceback, to stderr.
+
+    Registered secret values are masked in all of it.
+    """
+    from prism.console.secrets import mask
+
     out = stream or sys.stderr
     if full_tb:
-        out.write("".join(traceback.format_exception(error)).rstrip() + "\n")
-    out.write(f"Error: {error.message}\n")
+        out.write(mask("".join(traceback.format_exception(error)).rstrip()) + "\n")
+    out.write(mask(f"Error: {error.message}") + "\n")
     if error.hint:
-        out.write(f"  {error.hint}\n")
+        out.write(mask(f"  {error.hint}") + "\n")
     out.flush()
 
 
@@ -53,6 +58,7 @@ def run_session(
         level_from_name,
         route_logging,
     )
+    from prism.console.secrets import masked_streams
     from prism.engine.events import RunFinished
     from prism.engine.run import execute_run, prepare_run
 
@@ -91,7 +97,8 @@ def run_session(
                 with capture_output(json):
                     finished = execute_run(prepared, sink)
             else:
-                finished = execute_run(prepared, sink)
+                with masked_streams():
+                    finished = execute_run(prepared, sink)
         except KeyboardInterrupt:
             finished = RunFinished(
                 exit_code=130, duration=time.perf_counter() - started

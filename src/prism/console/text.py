@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from prism.console.secrets import mask_event
 from prism.engine.events import (
     ErrorInfo,
     Event,
@@ -99,6 +100,7 @@ class TextRenderer:
             self._console = Console(file=stream, highlight=False, soft_wrap=True)
 
     def __call__(self, event: Event) -> None:
+        event = mask_event(event)
         with self._lock:
             # Lines show when the event happened, which for an agent's events is
             # the far side's clock.

@@ -63,6 +63,7 @@ class PreparedRun:
     plan: Plan
     triggers: TriggerPlan
     request: RunRequest
+    hooks: Hooks
 
 
 def compile_project(cwd: Path) -> Compiled:
@@ -102,13 +103,27 @@ def prepare_run(request: RunRequest) -> PreparedRun:
         all_downstream=request.all_downstream,
     )
     triggers = load_triggers(project)
+    hooks = _load_hooks(project, compiled.graph, plan)
     return PreparedRun(
         project=project,
         compiled=compiled,
         plan=plan,
         triggers=triggers,
         request=request,
+        hooks=hooks,
     )
+
+
+def _load_hooks(project: Project, graph: Graph, plan: Plan) -> Hooks:
+    from prism.connectors.usage import check_adapter_names
+
+    hooks = Hooks.for_project(project)
+    modules = {graph.tasks[task_id].module for task_id in plan.execute}
+    sources = [
+        (graph.modules[name].path, graph.modules[name].file) for name in sorted(modules)
+    ]
+    check_adapter_names(hooks.profile, sources)
+    return hooks
 
 
 def execute_run(prepared: PreparedRun, sink: EventSink) -> RunFinished:
@@ -116,8 +131,16 @@ def execute_run(prepared: PreparedRun, sink: EventSink) -> RunFinished:
 
     Emits `run_started` and everything up to the last trigger. The caller emits
     the returned `run_finished` once it has flushed the run's own output, so that
-    event is always the last one.
+    event is always the last one. Every adapter that `hooks` opened is closed at
+    the end, after a failure and after Ctrl-C too.
     """
+    try:
+        return _execute(prepared, sink)
+    finally:
+        prepared.hooks.close()
+
+
+def _execute(prepared: PreparedRun, sink: EventSink) -> RunFinished:
     started = time.perf_counter()
     project = prepared.project
     plan = prepared.plan
@@ -143,7 +166,7 @@ def execute_run(prepared: PreparedRun, sink: EventSink) -> RunFinished:
         prepared.compiled.graph,
         plan,
         root=project.root,
-        hooks=Hooks(project.profile_path, project.profile),
+        hooks=prepared.hooks,
         sink=record,
         threads=project.threads,
         full_refresh=prepared.request.full_refresh,

@@ -136,6 +136,9 @@ def _find_spark_session(hooks: Any) -> Any:
     for value in vars(hooks).values() if hooks is not None else ():
         if isinstance(value, SparkSession):
             return value
+    profile_session = _profile_spark_session(hooks)
+    if profile_session is not None:
+        return profile_session
     active = SparkSession.getActiveSession()
     if active is None:
         raise RuntimeError(
@@ -143,3 +146,16 @@ def _find_spark_session(hooks: Any) -> Any:
             "running; add a pyspark adapter to profile.yml"
         )
     return active
+
+
+def _profile_spark_session(hooks: Any) -> Any:
+    # The profile's pyspark adapter builds its session on first use, so no task
+    # may have asked for it yet when an upstream's output is read back.
+    adapters_of_type = getattr(hooks, "adapters_of_type", None)
+    if not callable(adapters_of_type):
+        return None
+    for name in adapters_of_type("pyspark"):
+        session = getattr(hooks.adapter(name), "session", None)
+        if callable(session):
+            return session()
+    return None
