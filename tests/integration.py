@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 TEST_IMAGE = "prism-test/base:bookworm"
-SETUP_COMMAND = "bash .ci/install-docker.sh && bash scripts/build-test-images.sh"
+SETUP_COMMAND = (
+    "bash .ci/install-docker.sh && bash scripts/build-test-images.sh --with-spark"
+)
 
 
 def require(condition: bool, reason: str) -> None:

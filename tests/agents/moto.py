@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,8 +20,12 @@ from tests.integration import require
 
 
 @contextmanager
-def running_moto(log: Path) -> Iterator[str]:
-    """Start `moto_server` on a free port of 127.0.0.1; yield its endpoint URL."""
+def running_moto(log: Path, recording: Path | None = None) -> Iterator[str]:
+    """Start `moto_server` on a free port of 127.0.0.1; yield its endpoint URL.
+
+    With `recording`, moto appends every request it receives to that file, one
+    JSON object a line (see `recorded_requests`).
+    """
     server = Path(sys.executable).with_name("moto_server")
     require(
         server.exists() or shutil.which("moto_server") is not None,
@@ -26,11 +33,18 @@ def running_moto(log: Path) -> Iterator[str]:
     )
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
+    # AWS's managed IAM policies exist in every real account; moto loads them
+    # only on request.
+    environment = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+    if recording is not None:
+        environment["MOTO_ENABLE_RECORDING"] = "1"
+        environment["MOTO_RECORDER_FILEPATH"] = str(recording)
     with open(log, "wb") as output:
         process = subprocess.Popen(
             [str(server), "-H", "127.0.0.1", "-p", str(port)],
             stdout=output,
             stderr=subprocess.STDOUT,
+            env=environment,
         )
     try:
         _wait_until_ready(endpoint, process)
@@ -68,3 +82,22 @@ def boto_client(service: str, endpoint: str) -> Any:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def recorded_requests(recording: Path, target: str) -> list[dict[str, Any]]:
+    """Return the JSON bodies of the recorded requests whose X-Amz-Target is `target`.
+
+    `target` is the JSON protocol's operation name, such as
+    `ElasticMapReduce.RunJobFlow`.
+    """
+    bodies = []
+    for line in recording.read_text().splitlines():
+        entry = json.loads(line)
+        headers = {key.lower(): value for key, value in entry["headers"].items()}
+        if headers.get("x-amz-target") != target:
+            continue
+        body = entry["body"]
+        if entry.get("body_encoded"):
+            body = base64.b64decode(body).decode()
+        bodies.append(json.loads(body))
+    return bodies

@@ -90,9 +90,9 @@ def _wait_for_sshd(port: int) -> None:
 
 
 @contextmanager
-def running_sshd(folder: Path) -> Iterator[SshHost]:
-    """Start an sshd container with a fresh key and config in `folder`."""
-    client = require_test_image(SSHD_IMAGE)
+def running_sshd(folder: Path, image: str = SSHD_IMAGE) -> Iterator[SshHost]:
+    """Start an sshd container of `image` with a fresh key and config in `folder`."""
+    client = require_test_image(image)
     require(
         subprocess.run(["which", "rsync"], capture_output=True).returncode == 0,
         "rsync is not installed on this machine; run `apt-get install rsync`",
@@ -103,7 +103,7 @@ def running_sshd(folder: Path) -> Iterator[SshHost]:
     )
     port = free_port()
     container = client.containers.run(
-        SSHD_IMAGE,
+        image,
         detach=True,
         remove=True,
         ports={"22/tcp": ("127.0.0.1", port)},
@@ -125,4 +125,22 @@ def running_sshd(folder: Path) -> Iterator[SshHost]:
         _wait_for_sshd(port)
         yield SshHost("test-host", config, known_hosts, container, key, port)
     finally:
-        container.remove(force=True)
+        _remove_container(container.id)
+
+
+def _remove_container(container_id: str) -> None:
+    # Deleting a container's files (a host's virtual environments) can take
+    # longer than the usual client's 10-second timeout on a busy machine.
+    import docker
+
+    client = docker.from_env(timeout=180)
+    try:
+        client.api.remove_container(container_id, force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as error:
+        # The container runs with auto-remove, which may already be under way.
+        if "already in progress" not in str(error):
+            raise
+    finally:
+        client.close()

@@ -224,7 +224,7 @@ def test_default_form_is_not_unset_error(make_project, run_prism):
     assert "Cannot reach the Docker engine" in flat(result.stderr)
 
 
-@pytest.mark.parametrize("agent_type", ["venv", "docker", "ssh", "ec2"])
+@pytest.mark.parametrize("agent_type", ["venv", "docker", "ssh", "ec2", "emr"])
 def test_created_agent_file_is_valid_as_written(
     agent_type: str, make_project: Any, run_prism: Any
 ) -> None:

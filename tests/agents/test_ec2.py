@@ -1,8 +1,6 @@
 """The EC2 agent against moto's server (AWS APIs) and an sshd container (the host).
 
-moto plays EC2 and SSM on 127.0.0.1. The "instance" it launches is reached
-through `ssh_proxy`, a ProxyCommand that tunnels through the sshd container to
-its own port 22, as users reach a private instance through a bastion.
+moto plays EC2 and SSM on 127.0.0.1; `tests.agents.cloud` describes the setup.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.agents.cloud import KEY_NAME, Cloud, running_cloud, tag_value
 from tests.agents.conftest import (
     SECRET,
     SECRET_ENV,
@@ -31,8 +30,7 @@ from tests.agents.conftest import (
     unique_name,
     write_project,
 )
-from tests.agents.moto import boto_client, running_moto
-from tests.agents.sshd import SshHost, running_sshd
+from tests.agents.sshd import SshHost
 from tests.conftest import prism_env
 
 pytestmark = pytest.mark.integration
@@ -40,37 +38,11 @@ pytestmark = pytest.mark.integration
 PROJECT_FILES = TOKEN_PROJECT
 
 TEST_CIDR = "203.0.113.7/32"
-KEY_NAME = "prism-test-key"
-
-
-@dataclass(frozen=True)
-class Cloud:
-    """moto's endpoint, the sshd host behind it, and a folder for key files."""
-
-    endpoint: str
-    host: SshHost
-    data_home: Path
-
-    def client(self, service: str) -> Any:
-        return boto_client(service, self.endpoint)
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
-    folder = tmp_path_factory.mktemp("ec2")
-    with (
-        running_sshd(folder) as host,
-        running_moto(folder / "moto.log") as endpoint,
-        pytest.MonkeyPatch.context() as patch,
-    ):
-        patch.setenv("AWS_ENDPOINT_URL", endpoint)
-        patch.setenv("XDG_DATA_HOME", str(folder / "data"))
-        patch.setenv(*next(iter(SECRET_ENV.items())))
-        cloud = Cloud(endpoint, host, folder / "data")
-        cloud.client("ec2").import_key_pair(
-            KeyName=KEY_NAME,
-            PublicKeyMaterial=host.key.with_suffix(".pub").read_bytes(),
-        )
+    with running_cloud(tmp_path_factory.mktemp("ec2")) as cloud:
         yield cloud
 
 
@@ -119,14 +91,8 @@ def tagged_instances(cloud: Cloud, project: Path) -> list[dict[str, Any]]:
         instance
         for reservation in response["Reservations"]
         for instance in reservation["Instances"]
-        if _tag(instance, "prism:project").startswith(project.name + "-")
+        if tag_value(instance, "prism:project").startswith(project.name + "-")
     ]
-
-
-def _tag(resource: dict[str, Any], key: str) -> str:
-    return next(
-        (tag["Value"] for tag in resource.get("Tags", []) if tag["Key"] == key), ""
-    )
 
 
 @dataclass(frozen=True)
@@ -155,8 +121,8 @@ def test_apply_launches_one_tagged_hardened_instance(applied: Ec2Project) -> Non
     assert instance["State"]["Name"] == "running"
     assert instance["InstanceType"] == "t3.micro"
     assert instance["MetadataOptions"]["HttpTokens"] == "required"
-    assert _tag(instance, "prism:agent") == "cloud"
-    assert _tag(instance, "prism:managed-by") == "prism"
+    assert tag_value(instance, "prism:agent") == "cloud"
+    assert tag_value(instance, "prism:managed-by") == "prism"
     volumes = ec2.describe_volumes(
         Filters=[{"Name": "attachment.instance-id", "Values": [instance["InstanceId"]]}]
     )["Volumes"]
@@ -181,7 +147,7 @@ def test_security_group_admits_ssh_only_from_ssh_cidr(applied: Ec2Project) -> No
         for address in permission.get("IpRanges", [])
     ]
     assert ranges == [(22, TEST_CIDR)]
-    assert _tag(described, "prism:agent") == "cloud"
+    assert tag_value(described, "prism:agent") == "cloud"
 
 
 def test_idle_watchdog_runs_on_the_instance(applied: Ec2Project) -> None:
@@ -288,7 +254,7 @@ def test_generated_key_pair_is_private_and_removed(
     key_name = f"prism-{key_file.parent.name}"
     ec2 = cloud.client("ec2")
     [pair] = ec2.describe_key_pairs(KeyNames=[key_name])["KeyPairs"]
-    assert _tag(pair, "prism:managed-by") == "prism"
+    assert tag_value(pair, "prism:managed-by") == "prism"
 
     deleted = prism("agent", "delete", "-f", str(agent_file), cwd=root)
 

@@ -67,6 +67,27 @@ def ssh_project(
         agents.cleanup()
 
 
+OUTPUT_FILES = {
+    "tasks/write.py": """\
+        import pathlib
+
+        import prism.target
+        from prism.decorators import target, task
+
+
+        @task(
+            targets=[
+                target(type=prism.target.Txt, loc="top.txt"),
+                target(type=prism.target.Txt, loc="output/deep/nested.txt"),
+            ]
+        )
+        def write(tasks, hooks):
+            pathlib.Path("reports").mkdir(exist_ok=True)
+            pathlib.Path("reports/notes.md").write_text("notes")
+            return "top", "nested"
+    """,
+}
+
 SLOW_TASK = """\
 import time
 from prism.decorators import task
@@ -324,3 +345,44 @@ def test_moved_agent_cleans_or_names_old_folder(tmp_path, ssh_host):
     assert third.returncode == 0, output_of(third)
     assert f"{ssh_host.alias}:second/{root.name}" in third.stdout
     assert "left in place" in third.stdout
+
+
+def test_console_scripts_of_host_environment_run(ssh_project: SshProject) -> None:
+    folder = f"~/.prism/{ssh_project.root.name}-*/remote"
+    result = ssh_project.host.run(f"{folder}/venv/bin/prism --version")
+    assert result.returncode == 0, result.stderr
+    assert "0.3" in result.stdout
+
+
+def test_targets_and_artifacts_come_back(tmp_path, ssh_host):
+    root = write_project(tmp_path / unique_name("sshout"), OUTPUT_FILES)
+    agent_file = root / "outputs.yml"
+    agent_file.write_text(
+        f"agent:\n  type: ssh\n  host: {ssh_host.alias}\n"
+        f"  ssh_config: {ssh_host.config}\n  artifacts: [reports/]\n"
+    )
+
+    built = prism("agent", "build", "-f", str(agent_file), cwd=root)
+    deleted = prism("agent", "delete", "-f", str(agent_file), cwd=root)
+
+    assert built.returncode == 0, output_of(built)
+    assert (root / "top.txt").read_text() == "top"
+    assert (root / "output" / "deep" / "nested.txt").read_text() == "nested"
+    assert (root / "reports" / "notes.md").read_text() == "notes"
+    assert deleted.returncode == 0, output_of(deleted)
+
+
+def test_unchanged_module_not_recompiled(ssh_project):
+    mirror = f"~/.prism/{ssh_project.root.name}-*/remote/files"
+    bytecode = f"find {mirror} -path '*/tasks/__pycache__/total.*.pyc'"
+    first = run_on_agent(ssh_project)
+    ssh_project.host.run("touch ~/.bytecode-marker")
+
+    second = run_on_agent(ssh_project)
+    kept = ssh_project.host.run(f"{bytecode} | wc -l")
+    rewritten = ssh_project.host.run(f"{bytecode} -newer ~/.bytecode-marker | wc -l")
+
+    assert first.returncode == 0, output_of(first)
+    assert second.returncode == 0, output_of(second)
+    assert kept.stdout.strip() == "1"
+    assert rewritten.stdout.strip() == "0"

@@ -311,3 +311,12 @@ def test_secret_masked_never_stored(venv_project):
     assert SECRET not in result.stderr
     assert SECRET not in (venv_project.root / "logs.log").read_text()
     assert files_containing(venv_project.root / ".prism", SECRET) == []
+
+
+def test_console_scripts_of_environment_run(venv_project):
+    prism_script = venv_project.root / ".prism" / "agents" / AGENT / "venv/bin/prism"
+    result = subprocess.run(
+        [str(prism_script), "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "0.3" in result.stdout

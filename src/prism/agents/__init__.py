@@ -20,6 +20,7 @@ AGENT_TYPES: dict[str, str] = {
     "docker": "prism.agents.docker:DockerAgent",
     "ssh": "prism.agents.ssh:SshAgent",
     "ec2": "prism.agents.ec2:Ec2Agent",
+    "emr": "prism.agents.emr:EmrAgent",
 }
 
 

@@ -49,6 +49,10 @@ _CREDENTIAL_CODES = frozenset(
 _PERMISSION_CODES = frozenset(
     {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"}
 )
+# Error codes of a describe or get call whose resource does not exist.
+_MISSING_CODES = frozenset(
+    {"404", "NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchEntity"}
+)
 _CAPACITY_CODES = frozenset(
     {
         "InsufficientInstanceCapacity",
@@ -123,6 +127,20 @@ class Aws:
         method = getattr(self.client(service), operation)
         try:
             return method(**arguments)
+        except Exception as error:
+            raise describe_error(service, operation, error, self.region) from None
+
+    def call_or_none(self, service: str, operation: str, **arguments: Any) -> Any:
+        """Call `operation`; return None when AWS reports the resource missing."""
+        from botocore.exceptions import ClientError
+
+        method = getattr(self.client(service), operation)
+        try:
+            return method(**arguments)
+        except ClientError as error:
+            if self.error_code(error) in _MISSING_CODES:
+                return None
+            raise describe_error(service, operation, error, self.region) from None
         except Exception as error:
             raise describe_error(service, operation, error, self.region) from None
 
@@ -202,11 +220,13 @@ def wait_for(
     *,
     timeout: float,
     interval: float = 5.0,
+    progress: Callable[[], str] | None = None,
 ) -> str:
     """Poll `check` until it returns a value; log progress while waiting.
 
-    `check` returns None to keep waiting, or the final value. Raises ConfigError
-    after `timeout` seconds.
+    `check` returns None to keep waiting, or the final value. `progress`, if
+    given, describes what is being waited for (a state, say) in the progress
+    lines. Raises ConfigError after `timeout` seconds.
     """
     started = time.monotonic()
     last_logged = started
@@ -221,6 +241,7 @@ def wait_for(
                 hint="Run the same command again to resume.",
             )
         if time.monotonic() - last_logged >= 15:
-            logger.info("Still waiting for %s (%.0fs)", description, elapsed)
+            detail = f"{progress()}, " if progress is not None else ""
+            logger.info("Still waiting for %s (%s%.0fs)", description, detail, elapsed)
             last_logged = time.monotonic()
         time.sleep(interval)

@@ -37,7 +37,6 @@ __all__ = [
     "secret_values",
 ]
 
-_PLANNED_TYPES = ("emr",)
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SCALARS = (str, int, float, bool)
 
@@ -180,12 +179,6 @@ def _check_top_level(path: Path, data: dict[str, Any]) -> None:
         raise ConfigError(
             f"{path}: agent.type is missing",
             hint=f"Set it to one of: {', '.join(AGENT_TYPES)}.",
-        )
-    if agent_type in _PLANNED_TYPES:
-        raise ConfigError(
-            f"{path}: agent.type {agent_type!r} is not supported by this version of "
-            "Prism",
-            hint=f"Supported types: {', '.join(AGENT_TYPES)}.",
         )
 
 

@@ -23,9 +23,7 @@ termination. A run on a stopped instance starts it first.
 from __future__ import annotations
 
 import logging
-import os
 import shlex
-import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +31,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from prism.agents.aws import Aws, agent_tags, project_id, tag_filters, wait_for
+from prism.agents.aws import Aws, project_id, tag_filters, wait_for
+from prism.agents.awsnet import SshAccess, key_folder
 from prism.agents.base import Agent
 from prism.agents.deps import prism_source_hash
 from prism.agents.hostenv import HostEnvironment
@@ -52,7 +51,6 @@ _LIVE_STATES = ("pending", "running", "stopping", "stopped")
 _AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-{}"
 # Amazon Linux 2023's own python3 is 3.9; its python3.11 package is recent enough.
 _DEFAULT_AMI_PYTHON = "python3.11"
-_CHECKIP_URL = "https://checkip.amazonaws.com"
 
 
 @dataclass(frozen=True)
@@ -84,6 +82,7 @@ class Ec2Agent(Agent):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._aws: Aws | None = None
+        self._access: SshAccess | None = None
         self._connection: SshConnection | None = None
         self._environment: HostEnvironment | None = None
 
@@ -98,14 +97,15 @@ class Ec2Agent(Agent):
         return project_id(self.project_root)
 
     @property
-    def resource_name(self) -> str:
-        return f"prism-{self.project}-{self.name}"
+    def access(self) -> SshAccess:
+        """The key pair and security group; the key folder also holds host keys."""
+        if self._access is None:
+            self._access = SshAccess(self, self.aws, key_folder(self, "ec2"))
+        return self._access
 
     @property
     def key_folder(self) -> Path:
-        """Where the generated private key and known host keys live."""
-        data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local/share")
-        return Path(data) / "prism" / "ec2" / f"{self.project}-{self.name}"
+        return self.access.key_folder
 
     @property
     def python(self) -> str:
@@ -148,8 +148,10 @@ class Ec2Agent(Agent):
         self._install_watchdog(restart=False)
 
     def _apply(self, fingerprint: str) -> str:
-        key = self._ensure_key_pair()
-        group = self._ensure_security_group()
+        key = self.access.ensure_key_pair(
+            self.config.spec.key_name, in_use=lambda: self._find_instance() is not None
+        )
+        group = self.access.ensure_security_group(self.config.spec.subnet_id)
         instance = self._ensure_instance(key, group)
         self._wait_for_ssh(instance)
         self._wait_for_first_boot()
@@ -185,15 +187,7 @@ class Ec2Agent(Agent):
             self.aws.call("ec2", "terminate_instances", InstanceIds=ids)
             self._wait_for_state(ids, "terminated")
             removed += [f"terminated instance {id_}" for id_ in ids]
-        for group in self._find_security_groups():
-            self._delete_security_group(group)
-            removed.append(f"deleted security group {group}")
-        for key_name in self._find_key_pairs():
-            self.aws.call("ec2", "delete_key_pair", KeyName=key_name)
-            removed.append(f"deleted key pair {key_name}")
-        if self.key_folder.exists():
-            shutil.rmtree(self.key_folder)
-            removed.append(f"removed {self.key_folder}")
+        removed += self.access.delete()
         for resource in self.state.resources(self.name):
             self.state.remove_resource(self.name, resource.kind, resource.id)
         return removed
@@ -217,157 +211,12 @@ class Ec2Agent(Agent):
                 else "off",
             ),
         ]
-        groups = self._find_security_groups()
+        groups = self.access.find_security_groups()
         if groups:
             fields.append(("security group", ", ".join(groups)))
         if instance.state == "running":
             fields += self._environment_on(instance).status()
         return fields
-
-    # Key pair --------------------------------------------------------------
-
-    def _ensure_key_pair(self) -> str:
-        spec = self.config.spec
-        if spec.key_name:
-            response = self.aws.call(
-                "ec2",
-                "describe_key_pairs",
-                Filters=[{"Name": "key-name", "Values": [spec.key_name]}],
-            )
-            if not response["KeyPairs"]:
-                raise ConfigError(
-                    f"{self.config.path}: agent.key_name: no key pair named "
-                    f"{spec.key_name!r} in {self.aws.region}",
-                    hint="Create it in the EC2 console, or leave key_name out and "
-                    "Prism creates one.",
-                )
-            return spec.key_name
-        key_file = self.key_folder / "key.pem"
-        if self._find_key_pairs():
-            if key_file.is_file():
-                return self.resource_name
-            if self._find_instance() is not None:
-                raise ConfigError(
-                    f"Agent {self.name}: the private key of key pair "
-                    f"{self.resource_name} is missing ({key_file})",
-                    hint=f"Delete the agent with `prism agent delete -f "
-                    f"{self.config.path}`, then apply it again.",
-                )
-            self.aws.call("ec2", "delete_key_pair", KeyName=self.resource_name)
-        with self.step(f"Creating key pair {self.resource_name}"):
-            response = self.aws.call(
-                "ec2",
-                "create_key_pair",
-                KeyName=self.resource_name,
-                KeyType="ed25519",
-                TagSpecifications=[self._tag_specification("key-pair")],
-            )
-            self.state.add_resource(
-                self.name, "key-pair", self.resource_name, {"file": str(key_file)}
-            )
-            _write_private_key(key_file, response["KeyMaterial"])
-        return self.resource_name
-
-    def _find_key_pairs(self) -> list[str]:
-        response = self.aws.call(
-            "ec2",
-            "describe_key_pairs",
-            Filters=[{"Name": "key-name", "Values": [self.resource_name]}],
-        )
-        return [pair["KeyName"] for pair in response["KeyPairs"]]
-
-    # Security group --------------------------------------------------------
-
-    def _ensure_security_group(self) -> str:
-        groups = self._find_security_groups()
-        if groups:
-            group = groups[0]
-        else:
-            vpc = self._vpc_id()
-            with self.step(f"Creating security group {self.resource_name}"):
-                response = self.aws.call(
-                    "ec2",
-                    "create_security_group",
-                    GroupName=self.resource_name,
-                    Description=f"SSH to Prism agent {self.name}",
-                    VpcId=vpc,
-                    TagSpecifications=[self._tag_specification("security-group")],
-                )
-            group = response["GroupId"]
-            self.state.add_resource(self.name, "security-group", group, {"vpc": vpc})
-        self._authorize_ssh(group)
-        return group
-
-    def _find_security_groups(self) -> list[str]:
-        response = self.aws.call(
-            "ec2",
-            "describe_security_groups",
-            Filters=tag_filters(self.project, self.name),
-        )
-        return [group["GroupId"] for group in response["SecurityGroups"]]
-
-    def _vpc_id(self) -> str:
-        spec = self.config.spec
-        if spec.subnet_id:
-            response = self.aws.call(
-                "ec2", "describe_subnets", SubnetIds=[spec.subnet_id]
-            )
-            return str(response["Subnets"][0]["VpcId"])
-        response = self.aws.call(
-            "ec2",
-            "describe_vpcs",
-            Filters=[{"Name": "isDefault", "Values": ["true"]}],
-        )
-        if not response["Vpcs"]:
-            raise ConfigError(
-                f"{self.config.path}: {self.aws.region} has no default VPC",
-                hint="Set agent.subnet_id to a subnet the instance should use.",
-            )
-        return str(response["Vpcs"][0]["VpcId"])
-
-    def _authorize_ssh(self, group: str) -> None:
-        wanted = set(self._ssh_cidrs())
-        response = self.aws.call("ec2", "describe_security_groups", GroupIds=[group])
-        current: set[str] = set()
-        for permission in response["SecurityGroups"][0].get("IpPermissions", []):
-            if permission.get("FromPort") == 22 and permission.get("ToPort") == 22:
-                current |= {r["CidrIp"] for r in permission.get("IpRanges", [])}
-                current |= {r["CidrIpv6"] for r in permission.get("Ipv6Ranges", [])}
-        if current - wanted:
-            self.aws.call(
-                "ec2",
-                "revoke_security_group_ingress",
-                GroupId=group,
-                IpPermissions=[_ssh_permission(sorted(current - wanted))],
-            )
-        if wanted - current:
-            self.aws.call(
-                "ec2",
-                "authorize_security_group_ingress",
-                GroupId=group,
-                IpPermissions=[_ssh_permission(sorted(wanted - current))],
-            )
-        if wanted != current:
-            logger.info(
-                "Security group %s admits SSH from %s", group, ", ".join(sorted(wanted))
-            )
-
-    def _ssh_cidrs(self) -> list[str]:
-        import ipaddress
-
-        cidrs = []
-        for item in self.config.spec.ssh_cidr:
-            if item == "auto":
-                address = ipaddress.ip_address(_public_address(self.config.path))
-                item = f"{address}/{address.max_prefixlen}"
-            network = ipaddress.ip_network(item, strict=False)
-            if network.prefixlen == 0:
-                logger.warning(
-                    "agent.ssh_cidr %s admits SSH from every address on the internet",
-                    network,
-                )
-            cidrs.append(str(network))
-        return cidrs
 
     # Instance --------------------------------------------------------------
 
@@ -602,28 +451,7 @@ class Ec2Agent(Agent):
         return self._environment
 
     def _wait_for_ssh(self, instance: Instance) -> None:
-        connection = self._environment_on(instance).connection
-        last_error: list[str] = []
-
-        def check() -> str | None:
-            result = connection.run("true", check=False)
-            if result.returncode == 0:
-                return "ok"
-            if result.returncode != 255:
-                raise connection.error_for("log in", result)
-            last_error[:] = [str(connection.error_for("log in", result))]
-            return None
-
-        with self.step(f"Waiting for SSH on {instance.id} ({instance.address})"):
-            try:
-                wait_for(f"SSH on {instance.id}", check, timeout=300, interval=5)
-            except ConfigError as error:
-                detail = f": {last_error[0]}" if last_error else ""
-                raise ConfigError(
-                    f"{error}{detail}",
-                    hint="Check agent.ssh_cidr (your address must be in it), "
-                    "agent.ssh_proxy and the key; then apply again.",
-                ) from None
+        self._environment_on(instance).wait_for_login(instance.id)
 
     def _wait_for_first_boot(self) -> None:
         assert self._connection is not None
@@ -688,61 +516,8 @@ class Ec2Agent(Agent):
             "echo $! > idle-watchdog.pid\n"
         )
 
-    def _delete_security_group(self, group: str) -> None:
-        # A security group stays in use for a short while after its instance
-        # has terminated.
-        def check() -> str | None:
-            try:
-                self.aws.call("ec2", "delete_security_group", GroupId=group)
-            except ConfigError as error:
-                if "DependencyViolation" in str(error):
-                    return None
-                raise
-            return "deleted"
-
-        wait_for(f"security group {group} to be free", check, timeout=300)
-
     def _tag_specification(self, resource_type: str) -> dict[str, Any]:
-        return {
-            "ResourceType": resource_type,
-            "Tags": agent_tags(self.project, self.name, self.resource_name),
-        }
-
-
-def _ssh_permission(cidrs: list[str]) -> dict[str, Any]:
-    permission: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22}
-    ipv4 = [{"CidrIp": cidr} for cidr in cidrs if ":" not in cidr]
-    ipv6 = [{"CidrIpv6": cidr} for cidr in cidrs if ":" in cidr]
-    if ipv4:
-        permission["IpRanges"] = ipv4
-    if ipv6:
-        permission["Ipv6Ranges"] = ipv6
-    return permission
-
-
-def _write_private_key(path: Path, material: str) -> None:
-    # Created with mode 0600, so the key is never readable by others, even
-    # for a moment.
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(material if material.endswith("\n") else material + "\n")
-
-
-def _public_address(config_path: Path) -> str:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(_CHECKIP_URL, timeout=10) as response:
-            return str(response.read().decode().strip())
-    except OSError as error:
-        raise ConfigError(
-            f"{config_path}: agent.ssh_cidr is auto, but this machine's public "
-            f"address could not be found ({error})",
-            hint="Set agent.ssh_cidr to the address range you connect from, such as "
-            "203.0.113.7/32.",
-        ) from None
+        return self.access.tag_specification(resource_type)
 
 
 def _yaml_quote(text: str) -> str:

@@ -156,14 +156,30 @@ class SshConnection:
             f"copy {local} to the host",
         )
 
-    def pull(self, remote: str, local: Path) -> None:
-        """Copy the file or folder `remote` from the host to the path `local`."""
-        local.parent.mkdir(parents=True, exist_ok=True)
-        self._rsync(
-            [f"{self.endpoint.destination}:{remote}", str(local.parent) + "/"],
-            f"copy {remote} back from the host",
-            missing_ok=True,
-        )
+    def pull(self, remote_root: str, paths: list[str], local_root: Path) -> None:
+        """Copy `paths` (files or folders, relative) below `remote_root` on the host
+        to the same paths below `local_root`, in one rsync."""
+        if not paths:
+            return
+        with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as listing:
+            listing.write("\n".join(paths) + "\n")
+        try:
+            # -r recurses into the listed folders, which --files-from turns off;
+            # --no-implied-dirs leaves the attributes of their parents alone.
+            self._rsync(
+                [
+                    "-r",
+                    "--no-implied-dirs",
+                    "--files-from",
+                    listing.name,
+                    f"{self.endpoint.destination}:{remote_root}/",
+                    f"{local_root}/",
+                ],
+                "copy the outputs back from the host",
+                missing_ok=True,
+            )
+        finally:
+            os.unlink(listing.name)
 
     def _rsync(
         self, arguments: list[str], action: str, missing_ok: bool = False

@@ -7,7 +7,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from prism.agents.settings import AGENT_TYPES, AgentSettings
 from prism.errors import ConfigError
@@ -17,6 +24,9 @@ __all__ = ["validate_agent"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*[kKmMgG]?[bB]?\s*$")
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+_CLUSTER_ID = re.compile(r"^j-[A-Z0-9]{6,}$")
+_RELEASE_LABEL = re.compile(r"^emr-\d+\.\d+\.\d+$")
 
 
 class _Spec(BaseModel):
@@ -126,27 +136,17 @@ class SshSpec(_Spec):
         return value
 
 
-class Ec2Spec(_Spec):
-    """An EC2 instance that Prism creates, reached over SSH."""
+class _CloudSpec(_Spec):
+    """Settings shared by the agents whose hosts Prism creates in AWS."""
 
-    type: Literal["ec2"]
-    instance_type: str = Field(min_length=1)
     region: str | None = None
-    ami: str | None = Field(
-        default=None, description="default: the latest Amazon Linux 2023 image"
-    )
-    spot: bool = False
-    volume_gb: int = Field(default=30, ge=8, le=16384)
     subnet_id: str | None = None
-    iam_instance_profile: str | None = None
     key_name: str | None = None
     identity_file: str | None = None
     ssh_cidr: list[str] = Field(default_factory=lambda: ["auto"])
-    ssh_user: str = "ec2-user"
     ssh_proxy: str | None = None
     python: str | None = None
     idle_timeout: float = Field(default=60, description="minutes; 0 turns it off")
-    idle_action: Literal["stop", "terminate"] = "stop"
 
     @field_validator("ssh_cidr", mode="before")
     @classmethod
@@ -189,7 +189,7 @@ class Ec2Spec(_Spec):
             raise ValueError("must be 0 (off) or more minutes")
         return value
 
-    @field_validator("key_name", "subnet_id", "ami", "region", "ssh_proxy")
+    @field_validator("key_name", "subnet_id", "region", "ssh_proxy")
     @classmethod
     def _check_not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
@@ -197,8 +197,155 @@ class Ec2Spec(_Spec):
         return value
 
 
+class Ec2Spec(_CloudSpec):
+    """An EC2 instance that Prism creates, reached over SSH."""
+
+    type: Literal["ec2"]
+    instance_type: str = Field(min_length=1)
+    ami: str | None = Field(
+        default=None, description="default: the latest Amazon Linux 2023 image"
+    )
+    spot: bool = False
+    volume_gb: int = Field(default=30, ge=8, le=16384)
+    iam_instance_profile: str | None = None
+    ssh_user: str = "ec2-user"
+    idle_action: Literal["stop", "terminate"] = "stop"
+
+    @field_validator("ami")
+    @classmethod
+    def _check_ami(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty; leave the key out for the default")
+        return value
+
+
+class InstanceGroup(BaseModel):
+    """One instance group of an EMR cluster: its instance type and count."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instance_type: str = Field(min_length=1)
+    count: int = Field(default=1, ge=1, le=500)
+
+
+class InstanceGroups(BaseModel):
+    """The master, core and optional task groups of a cluster Prism creates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    master: InstanceGroup = InstanceGroup(instance_type="m5.xlarge")
+    core: InstanceGroup = InstanceGroup(instance_type="m5.xlarge", count=2)
+    task: InstanceGroup | None = None
+
+    @field_validator("master")
+    @classmethod
+    def _check_master(cls, value: InstanceGroup) -> InstanceGroup:
+        if value.count not in (1, 3):
+            raise ValueError("count must be 1, or 3 for a highly available master")
+        return value
+
+
+class ManagedScaling(BaseModel):
+    """EMR managed scaling limits, in instances or vCPUs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: int = Field(ge=1, le=2000)
+    max: int = Field(ge=1, le=2000)
+    max_on_demand: int | None = Field(default=None, ge=0, le=2000)
+    unit: Literal["instances", "vcpu"] = "instances"
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> ManagedScaling:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must not be less than min ({self.min})")
+        if self.max_on_demand is not None and self.max_on_demand > self.max:
+            raise ValueError(
+                f"max_on_demand ({self.max_on_demand}) must not be more than max "
+                f"({self.max})"
+            )
+        return self
+
+
+# Keys that shape a cluster Prism creates; they mean nothing with `cluster_id`.
+_CLUSTER_KEYS = (
+    "release_label",
+    "instance_groups",
+    "managed_scaling",
+    "idle_timeout",
+    "log_uri",
+    "subnet_id",
+    "key_name",
+    "ssh_cidr",
+    "service_role",
+    "job_flow_role",
+    "create_default_roles",
+    "bootstrap",
+)
+
+
+class EmrSpec(_CloudSpec):
+    """An EMR cluster that Prism creates, or one it attaches to by `cluster_id`."""
+
+    type: Literal["emr"]
+    cluster_id: str | None = None
+    release_label: str = "emr-7.8.0"
+    instance_groups: InstanceGroups = InstanceGroups()
+    managed_scaling: ManagedScaling | None = None
+    log_uri: str | None = None
+    staging_uri: str | None = None
+    service_role: str | None = None
+    job_flow_role: str | None = None
+    create_default_roles: bool = False
+    bootstrap: list[str] = Field(default_factory=list)
+    ssh_user: str = "hadoop"
+    transport: Literal["ssh", "steps"] = "ssh"
+
+    @field_validator("cluster_id")
+    @classmethod
+    def _check_cluster_id(cls, value: str | None) -> str | None:
+        if value is not None and not _CLUSTER_ID.match(value):
+            raise ValueError("must be an EMR cluster id such as j-2AXXXXXXGAPLF")
+        return value
+
+    @field_validator("release_label")
+    @classmethod
+    def _check_release_label(cls, value: str) -> str:
+        if not _RELEASE_LABEL.match(value):
+            raise ValueError("must be an EMR release such as emr-7.8.0")
+        return value
+
+    @field_validator("log_uri", "staging_uri")
+    @classmethod
+    def _check_s3_uri(cls, value: str | None) -> str | None:
+        if value is not None and not _S3_URI.match(value):
+            raise ValueError("must be an S3 location such as s3://my-bucket/prism/")
+        return value
+
+    @field_validator("idle_timeout")
+    @classmethod
+    def _check_emr_idle_timeout(cls, value: float) -> float:
+        # EMR's AutoTerminationPolicy accepts 60 seconds to 7 days.
+        if value and not 1 <= value <= 7 * 24 * 60:
+            raise ValueError("must be 0 (off) or from 1 minute to 7 days")
+        return value
+
+    @model_validator(mode="after")
+    def _check_attach(self) -> EmrSpec:
+        if self.cluster_id is None:
+            return self
+        clashing = [key for key in _CLUSTER_KEYS if key in self.model_fields_set]
+        if clashing:
+            keys = ", ".join(clashing)
+            raise ValueError(
+                f"{keys} only apply to a cluster Prism creates, but cluster_id "
+                f"attaches to a running one; remove {keys} or remove cluster_id"
+            )
+        return self
+
+
 AgentSpec = Annotated[
-    VenvSpec | DockerSpec | SshSpec | Ec2Spec, Field(discriminator="type")
+    VenvSpec | DockerSpec | SshSpec | Ec2Spec | EmrSpec, Field(discriminator="type")
 ]
 
 
@@ -219,7 +366,7 @@ def validate_agent(path: Path, data: dict[str, Any]) -> AgentSettings:
     except ValidationError as error:
         raise _describe_validation_error(path, error) from None
     resources = getattr(spec, "resources", Resources())
-    extra = {
+    extra: dict[str, Any] = {
         key: getattr(spec, key, None)
         for key in (
             "host",
@@ -239,8 +386,17 @@ def validate_agent(path: Path, data: dict[str, Any]) -> AgentSettings:
             "ssh_proxy",
             "idle_timeout",
             "idle_action",
+            "cluster_id",
+            "release_label",
+            "log_uri",
+            "staging_uri",
+            "service_role",
+            "job_flow_role",
+            "transport",
         )
     }
+    if isinstance(spec, EmrSpec):
+        extra.update(_emr_settings(spec))
     return AgentSettings(
         type=spec.type,
         requirements=str(spec.requirements) if spec.requirements else None,
@@ -256,6 +412,26 @@ def validate_agent(path: Path, data: dict[str, Any]) -> AgentSettings:
         ssh_cidr=tuple(getattr(spec, "ssh_cidr", ())),
         **extra,
     )
+
+
+def _emr_settings(spec: EmrSpec) -> dict[str, Any]:
+    groups = spec.instance_groups
+    instance_groups = {
+        role: group.model_dump()
+        for role, group in (
+            ("master", groups.master),
+            ("core", groups.core),
+            ("task", groups.task),
+        )
+        if group is not None
+    }
+    scaling = spec.managed_scaling
+    return {
+        "instance_groups": instance_groups,
+        "managed_scaling": scaling.model_dump() if scaling else None,
+        "create_default_roles": spec.create_default_roles,
+        "bootstrap": tuple(spec.bootstrap),
+    }
 
 
 def _describe_validation_error(path: Path, error: ValidationError) -> ConfigError:
@@ -290,9 +466,16 @@ def _suggest_key(location: list[str], error: ValidationError) -> str | None:
             | set(DockerSpec.model_fields)
             | set(SshSpec.model_fields)
             | set(Ec2Spec.model_fields)
+            | set(EmrSpec.model_fields)
         )
     elif location[:2] == ["agent", "resources"]:
         known = set(Resources.model_fields)
+    elif location[:2] == ["agent", "instance_groups"] and len(location) == 3:
+        known = set(InstanceGroups.model_fields)
+    elif location[:2] == ["agent", "instance_groups"]:
+        known = set(InstanceGroup.model_fields)
+    elif location[:2] == ["agent", "managed_scaling"]:
+        known = set(ManagedScaling.model_fields)
     else:
         known = {"agent"}
     matches = difflib.get_close_matches(location[-1], sorted(known), n=1)

@@ -11,7 +11,7 @@ from typing import Any
 
 __all__ = ["AGENT_TYPES", "AgentSettings"]
 
-AGENT_TYPES = ("venv", "docker", "ssh", "ec2")
+AGENT_TYPES = ("venv", "docker", "ssh", "ec2", "emr")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,17 @@ class AgentSettings:
     ssh_proxy: str | None = None
     idle_timeout: float | None = None
     idle_action: str | None = None
+    cluster_id: str | None = None
+    release_label: str | None = None
+    instance_groups: dict[str, dict[str, Any]] | None = None
+    managed_scaling: dict[str, Any] | None = None
+    log_uri: str | None = None
+    staging_uri: str | None = None
+    service_role: str | None = None
+    job_flow_role: str | None = None
+    create_default_roles: bool = False
+    bootstrap: tuple[str, ...] = ()
+    transport: str | None = None
 
     def to_cache(self) -> dict[str, Any]:
         """Return the settings without `env`, for the state database."""
@@ -54,6 +65,7 @@ class AgentSettings:
         data.pop("env")
         data["artifacts"] = list(self.artifacts)
         data["ssh_cidr"] = list(self.ssh_cidr)
+        data["bootstrap"] = list(self.bootstrap)
         return data
 
     @classmethod
@@ -63,6 +75,7 @@ class AgentSettings:
                 **data,
                 "artifacts": tuple(data["artifacts"]),
                 "ssh_cidr": tuple(data.get("ssh_cidr", ())),
+                "bootstrap": tuple(data.get("bootstrap", ())),
                 "env": env,
             }
         )

@@ -113,11 +113,13 @@ class VenvAgent(Agent):
         with self.step("Building the wheelhouse"):
             wheelhouse = build_wheelhouse(self.config.requirements_path, target)
 
-        # Build next to the old environment and swap, so an interrupted apply
-        # leaves the previous environment working.
-        self.folder.mkdir(parents=True, exist_ok=True)
-        staging = self.folder / "venv.new"
+        # Each environment is built in envs/<key> and `venv` is a symbolic link
+        # to it, swapped in one step: an interrupted apply leaves the previous
+        # environment working, and console scripts keep valid #! lines.
+        envs = self.folder / "envs"
+        staging = envs / fingerprint[:16]
         shutil.rmtree(staging, ignore_errors=True)
+        envs.mkdir(parents=True, exist_ok=True)
         with self.step(
             f"Creating the virtual environment with Python {target.version}"
         ):
@@ -128,8 +130,15 @@ class VenvAgent(Agent):
                 "install",
             )
         old = self.folder / "venv"
-        shutil.rmtree(old, ignore_errors=True)
-        staging.rename(old)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        link = self.folder / "venv.tmp"
+        link.unlink(missing_ok=True)
+        link.symlink_to(staging.relative_to(self.folder))
+        os.replace(link, old)
+        for other in envs.iterdir():
+            if other != staging:
+                shutil.rmtree(other, ignore_errors=True)
         (self.folder / "fingerprint").write_text(fingerprint)
         self.state.add_resource(self.name, "venv", str(old), {"python": target.version})
         return f"Agent {self.name}: virtual environment ready at {old}"

@@ -119,7 +119,7 @@ def create_trigger(log_level: str, full_tb: bool) -> None:
 @click.option(
     "--type",
     "agent_type",
-    type=click.Choice(("venv", "docker", "ssh", "ec2")),
+    type=click.Choice(("venv", "docker", "ssh", "ec2", "emr")),
     default="venv",
     show_default=True,
     help="Kind of agent to create.",
