@@ -13,8 +13,6 @@ processes through `os.pidfd_open`.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -23,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common import first_line, machine_description, require_image, write_report
 from engine import (
     OURS_PRISM,
     REPO_DIR,
@@ -376,17 +375,9 @@ def docker_versions(image: str) -> dict[str, str]:
     """Return the engine's version and the image's Python version.
 
     Raises SystemExit when the image is not on the engine, because the Docker
-    agent would then pull it, and the benchmark must not reach a registry.
+    agent would then pull it.
     """
-    inspect = ["docker", "image", "inspect", "--format", "{{.Id}}", image]
-    result = subprocess.run(
-        inspect, capture_output=True, text=True, timeout=SETUP_TIMEOUT_S
-    )
-    if result.returncode != 0:
-        raise SystemExit(
-            f"image {image} is not on the Docker engine: {first_line(result.stderr)}. "
-            "Build or pull it first, or name another image with --image."
-        )
+    require_image(image, "Build or pull it first, or name another image with --image.")
     versions: dict[str, str] = {}
     queries = {
         "Docker engine": ["docker", "version", "--format", "{{.Server.Version}}"],
@@ -410,11 +401,6 @@ def docker_versions(image: str) -> dict[str, str]:
             raise SystemExit(f"`{' '.join(argv)}` failed: {first_line(result.stderr)}")
         versions[name] = result.stdout.strip()
     return versions
-
-
-def first_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[0].strip() if lines else "no output"
 
 
 def source_hash(prism: Path) -> str:
@@ -559,10 +545,7 @@ def collect_notes(report: Report) -> list[str]:
 def format_report(report: Report) -> str:
     versions = ", ".join(f"{name} {value}" for name, value in report.versions.items())
     runs = "1 run" if report.repeat == 1 else f"{report.repeat} runs"
-    machine = (
-        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}"
-    )
+    machine = machine_description()
     parts = [
         "# Prism agents benchmark",
         "",
@@ -637,11 +620,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    report = run_benchmark(args)
-    text = format_report(report)
-    sys.stdout.write(text)
-    if args.output is not None:
-        args.output.write_text(text)
+    write_report(format_report(run_benchmark(args)), args.output)
     return 0
 
 

@@ -35,17 +35,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import write_report
 from engine import WORK_DIR, log, markdown_table
 from ssh import (
     COUNTERS_SCRIPT,
     HOST_ALIAS,
-    SHIM,
     Traffic,
     check_image,
     free_port,
     remove_container,
     start_container,
     wait_for_sshd,
+    write_shims,
 )
 from ssh import write_project as write_shop_project
 
@@ -286,26 +287,6 @@ def edit_project(round_number: int) -> None:
         handle.write(f"# edit {round_number} at {time.time()}\n")
 
 
-def write_shims(container: Container, log_path: Path) -> None:
-    SHIM_DIR.mkdir(parents=True, exist_ok=True)
-    counters = f"docker exec {container.id} sh -c {shlex_quote(COUNTERS_SCRIPT)}"
-    for tool in ("ssh", "rsync"):
-        real = shutil.which(tool)
-        if real is None:
-            raise SystemExit(f"`{tool}` is not on PATH")
-        shim = SHIM_DIR / tool
-        shim.write_text(
-            SHIM.format(tool=tool, real=real, counters=counters, log=log_path)
-        )
-        shim.chmod(0o755)
-
-
-def shlex_quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
-
-
 def phase_of(tool: str, words: Sequence[str]) -> str:
     text = " ".join(words)
     if tool == "rsync":
@@ -474,7 +455,7 @@ def measure(args: argparse.Namespace, container: Container, endpoint: str) -> st
         rsync_edit(container, config)
         shims_log = LOGS_DIR / f"shims-{number}.log"
         shims_log.unlink(missing_ok=True)
-        write_shims(container, shims_log)
+        write_shims(SHIM_DIR, container.id, shims_log)
         profiled = prism(
             container,
             environment,
@@ -590,10 +571,7 @@ def main() -> None:
     parser.add_argument("--image", default=DEFAULT_IMAGE)
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
-    text = run_benchmark(args)
-    print(text)
-    if args.output is not None:
-        args.output.write_text(text)
+    write_report(run_benchmark(args), args.output)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import platform
 import resource
 import select
 import shutil
@@ -25,6 +24,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from common import machine_description, write_report
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -905,10 +906,7 @@ def format_report(report: Report) -> str:
         f"{name} {version}" for name, version in report.versions.items()
     )
     runs = "1 run" if report.repeat == 1 else f"{report.repeat} runs"
-    machine = (
-        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}"
-    )
+    machine = machine_description()
     parts = [
         "# Prism engine benchmark",
         "",
@@ -942,11 +940,7 @@ def format_report(report: Report) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    report = run_benchmark(args)
-    text = format_report(report)
-    sys.stdout.write(text)
-    if args.output is not None:
-        args.output.write_text(text)
+    write_report(format_report(run_benchmark(args)), args.output)
     return 0
 
 

@@ -25,7 +25,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import random
 import re
 import shlex
@@ -39,7 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agents import append_comment, first_line, source_hash
+from agents import append_comment, source_hash
+from common import first_line, machine_description, require_image, write_report
 from engine import (
     OURS_PRISM,
     WORK_DIR,
@@ -564,15 +564,10 @@ def remove_container(container: str) -> None:
 
 
 def check_image(image: str) -> None:
-    inspect = ["docker", "image", "inspect", "--format", "{{.Id}}", image]
-    result = subprocess.run(
-        inspect, capture_output=True, text=True, timeout=SETUP_TIMEOUT_S
+    require_image(
+        image,
+        "Build it with scripts/build-test-images.sh, or name another with --image.",
     )
-    if result.returncode != 0:
-        raise SystemExit(
-            f"image {image} is not on the Docker engine: {first_line(result.stderr)}. "
-            "Build it with scripts/build-test-images.sh, or name another with --image."
-        )
 
 
 def bench_env() -> dict[str, str]:
@@ -848,19 +843,20 @@ exit $code
 """
 
 
-def write_shims(host: SshHost, log_path: Path) -> None:
-    """Write `ssh` and `rsync` wrappers that log each call to `log_path`.
+def write_shims(shim_dir: Path, container: str, log_path: Path) -> None:
+    """Write `ssh` and `rsync` wrappers into `shim_dir` that log each call.
 
+    Each call's line in `log_path` includes the traffic counters of `container`.
     Nested calls (the ssh that rsync starts) go straight to the real program, so
     each rsync counts once, with its ssh inside it.
     """
-    SHIM_DIR.mkdir(parents=True, exist_ok=True)
-    counters = f"docker exec {host.container} sh -c {shlex.quote(COUNTERS_SCRIPT)}"
+    shim_dir.mkdir(parents=True, exist_ok=True)
+    counters = f"docker exec {container} sh -c {shlex.quote(COUNTERS_SCRIPT)}"
     for tool in ("ssh", "rsync"):
         real = shutil.which(tool)
         if real is None:
             raise SystemExit(f"`{tool}` is not on PATH")
-        shim = SHIM_DIR / tool
+        shim = shim_dir / tool
         shim.write_text(
             SHIM.format(tool=tool, real=real, counters=counters, log=log_path)
         )
@@ -1125,7 +1121,7 @@ def measure_all(args: argparse.Namespace, host: SshHost) -> Report:
 
     edit = append_comment(PROJECT_ROOT / EDITED_TASK)
     profile = Profile()
-    write_shims(host, LOGS_DIR / "profile-steps.log")
+    write_shims(SHIM_DIR, host.container, LOGS_DIR / "profile-steps.log")
     log("rounds")
     report.results = measure_rounds(
         build_sides(args.prism, host),
@@ -1383,10 +1379,7 @@ def format_report(report: Report) -> str:
     load = " and ".join(f"{value:.2f}" for value in report.load)
     load += " (1 min) at the start and the end"
     runs = "1 round" if report.repeat == 1 else f"{report.repeat} rounds"
-    machine = (
-        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}"
-    )
+    machine = machine_description()
     parts = [
         "# Prism SSH agent benchmark",
         "",
@@ -1468,11 +1461,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    report = run_benchmark(args)
-    text = format_report(report)
-    sys.stdout.write(text)
-    if args.output is not None:
-        args.output.write_text(text)
+    write_report(format_report(run_benchmark(args)), args.output)
     return 0
 
 

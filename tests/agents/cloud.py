@@ -7,6 +7,8 @@ its own port 22, as users reach a private host through a bastion.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,8 +20,10 @@ import pytest
 from tests.agents.conftest import SECRET_ENV
 from tests.agents.moto import boto_client, running_moto
 from tests.agents.sshd import SSHD_IMAGE, SshHost, running_sshd
+from tests.conftest import prism_env
 
 KEY_NAME = "prism-test-key"
+TEST_CIDR = "203.0.113.7/32"
 
 
 @dataclass(frozen=True)
@@ -68,4 +72,44 @@ def tag_value(resource: dict[str, Any], key: str) -> str:
     """Return the value of the tag `key` of a described resource, or ''."""
     return next(
         (tag["Value"] for tag in resource.get("Tags", []) if tag["Key"] == key), ""
+    )
+
+
+def ssh_ranges(
+    cloud: Cloud, group_id: str
+) -> tuple[dict[str, Any], list[tuple[int, str]]]:
+    """Return a described security group and its ingress as (port, CIDR) pairs."""
+    ec2 = cloud.client("ec2")
+    [group] = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+    ranges = [
+        (permission["FromPort"], address["CidrIp"])
+        for permission in group["IpPermissions"]
+        for address in permission.get("IpRanges", [])
+    ]
+    return group, ranges
+
+
+def security_group_exists(cloud: Cloud, group_id: str) -> bool:
+    groups = cloud.client("ec2").describe_security_groups(
+        Filters=[{"Name": "group-id", "Values": [group_id]}]
+    )["SecurityGroups"]
+    return bool(groups)
+
+
+def start_apply(
+    root: Path, agent_file: Path, *, new_session: bool = False
+) -> subprocess.Popen[str]:
+    """Start `prism agent apply` in `root` without waiting, output in one pipe.
+
+    With `new_session`, the process leads its own group, so a test can send
+    SIGINT to it and its children as a terminal would.
+    """
+    return subprocess.Popen(
+        [sys.executable, "-m", "prism", "agent", "apply", "-f", str(agent_file)],
+        cwd=root,
+        env=prism_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=new_session,
     )

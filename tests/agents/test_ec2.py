@@ -9,7 +9,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,16 @@ from typing import Any
 
 import pytest
 
-from tests.agents.cloud import KEY_NAME, Cloud, running_cloud, tag_value
+from tests.agents.cloud import (
+    KEY_NAME,
+    TEST_CIDR,
+    Cloud,
+    running_cloud,
+    security_group_exists,
+    ssh_ranges,
+    start_apply,
+    tag_value,
+)
 from tests.agents.conftest import (
     SECRET,
     SECRET_ENV,
@@ -31,13 +39,10 @@ from tests.agents.conftest import (
     write_project,
 )
 from tests.agents.sshd import SshHost
-from tests.conftest import prism_env
 
 pytestmark = pytest.mark.integration
 
 PROJECT_FILES = TOKEN_PROJECT
-
-TEST_CIDR = "203.0.113.7/32"
 
 
 @pytest.fixture(scope="module")
@@ -135,17 +140,9 @@ def test_apply_launches_one_tagged_hardened_instance(applied: Ec2Project) -> Non
 
 
 def test_security_group_admits_ssh_only_from_ssh_cidr(applied: Ec2Project) -> None:
-    ec2 = applied.cloud.client("ec2")
     [instance] = tagged_instances(applied.cloud, applied.root)
     [group] = instance["SecurityGroups"]
-    [described] = ec2.describe_security_groups(GroupIds=[group["GroupId"]])[
-        "SecurityGroups"
-    ]
-    ranges = [
-        (permission["FromPort"], address["CidrIp"])
-        for permission in described["IpPermissions"]
-        for address in permission.get("IpRanges", [])
-    ]
+    described, ranges = ssh_ranges(applied.cloud, group["GroupId"])
     assert ranges == [(22, TEST_CIDR)]
     assert tag_value(described, "prism:agent") == "cloud"
 
@@ -211,10 +208,7 @@ def test_delete_finds_resources_by_tags_without_state(
     assert result.returncode == 0, output_of(result)
     assert f"terminated instance {instance['InstanceId']}" in result.stdout
     assert tagged_instances(cloud, root) == []
-    groups = cloud.client("ec2").describe_security_groups(
-        Filters=[{"Name": "group-id", "Values": [group]}]
-    )["SecurityGroups"]
-    assert groups == []
+    assert not security_group_exists(cloud, group)
     # The key pair is the user's own (key_name), so it stays.
     pairs = cloud.client("ec2").describe_key_pairs(KeyNames=[KEY_NAME])["KeyPairs"]
     assert len(pairs) == 1
@@ -272,15 +266,7 @@ def test_interrupted_apply_resumes_with_same_instance(
     root, agent_file = new_project(tmp_path, cloud)
     agents = AppliedAgents()
     agents.applied.append((root, agent_file))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prism", "agent", "apply", "-f", str(agent_file)],
-        cwd=root,
-        env=prism_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_apply(root, agent_file, new_session=True)
     try:
         deadline = time.monotonic() + 60
         while not tagged_instances(cloud, root) and time.monotonic() < deadline:
@@ -303,14 +289,7 @@ def test_second_apply_during_an_apply_is_refused(cloud: Cloud, tmp_path: Path) -
     agents = AppliedAgents()
     agents.applied.append((root, agent_file))
     lock = root / ".prism" / "locks" / "cloud.lock"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prism", "agent", "apply", "-f", str(agent_file)],
-        cwd=root,
-        env=prism_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_apply(root, agent_file)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not (

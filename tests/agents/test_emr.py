@@ -29,7 +29,16 @@ from typing import Any
 
 import pytest
 
-from tests.agents.cloud import KEY_NAME, Cloud, running_cloud, tag_value
+from tests.agents.cloud import (
+    KEY_NAME,
+    TEST_CIDR,
+    Cloud,
+    running_cloud,
+    security_group_exists,
+    ssh_ranges,
+    start_apply,
+    tag_value,
+)
 from tests.agents.conftest import (
     SECRET,
     SECRET_ENV,
@@ -46,7 +55,6 @@ from tests.conftest import prism_env
 pytestmark = pytest.mark.integration
 
 SPARK_IMAGE = "prism-test/spark:bookworm"
-TEST_CIDR = "203.0.113.7/32"
 LOG_URI = "s3://prism-test-logs/emr/"
 
 SPARK_TASK = """\
@@ -281,13 +289,7 @@ def test_cluster_has_requested_groups(applied: EmrProject) -> None:
 def test_master_admits_ssh_only_from_ssh_cidr(applied: EmrProject) -> None:
     [cluster] = project_clusters(applied.cloud, applied.root)
     [group] = cluster["Ec2InstanceAttributes"]["AdditionalMasterSecurityGroups"]
-    ec2 = applied.cloud.client("ec2")
-    [described] = ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"]
-    ranges = [
-        (permission["FromPort"], address["CidrIp"])
-        for permission in described["IpPermissions"]
-        for address in permission.get("IpRanges", [])
-    ]
+    described, ranges = ssh_ranges(applied.cloud, group)
     assert ranges == [(22, TEST_CIDR)]
     assert tag_value(described, "prism:agent") == "cluster"
 
@@ -404,25 +406,14 @@ def test_delete_finds_cluster_by_tags_without_state(
     assert result.returncode == 0, output_of(result)
     assert f"terminated cluster {cluster['Id']}" in result.stdout
     assert cluster_state(cloud, cluster["Id"]) == "TERMINATED"
-    groups = cloud.client("ec2").describe_security_groups(
-        Filters=[{"Name": "group-id", "Values": [group]}]
-    )["SecurityGroups"]
-    assert groups == []
+    assert not security_group_exists(cloud, group)
 
 
 def test_interrupted_apply_is_recovered(cloud: Cloud, tmp_path: Path) -> None:
     root, agent_file = new_project(tmp_path, cloud)
     agents = AppliedAgents()
     agents.applied.append((root, agent_file))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prism", "agent", "apply", "-f", str(agent_file)],
-        cwd=root,
-        env=prism_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_apply(root, agent_file, new_session=True)
     try:
         live = ("STARTING", "BOOTSTRAPPING", "WAITING", "RUNNING")
         deadline = time.monotonic() + 60

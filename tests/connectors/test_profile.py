@@ -159,19 +159,6 @@ def test_env_var_default_is_used(make_project, run_prism):
     assert (project / "fallback.sqlite").is_file()
 
 
-def test_unknown_adapter_type_suggests_one(make_project, run_prism):
-    profile = SQLITE_PROFILE.replace("type: sqlite", "type: postgress")
-
-    project, result = run_project(make_project, run_prism, profile)
-
-    assert_stopped_before_tasks(
-        project,
-        result,
-        "profile.yml: dev.adapters.db.type: unknown adapter type 'postgress'",
-        "Did you mean 'postgres'?",
-    )
-
-
 def test_missing_key_names_key_path(make_project, run_prism):
     profile = """\
         dev:
@@ -188,29 +175,6 @@ def test_missing_key_names_key_path(make_project, run_prism):
 
     assert_stopped_before_tasks(
         project, result, "profile.yml: dev.adapters.warehouse.host: missing"
-    )
-
-
-def test_unknown_key_suggests_one(make_project, run_prism):
-    profile = SQLITE_PROFILE.replace("database:", "databse:")
-
-    project, result = run_project(make_project, run_prism, profile)
-
-    assert_stopped_before_tasks(
-        project,
-        result,
-        "profile.yml: dev.adapters.db.databse: unknown key",
-        "Did you mean 'database'?",
-    )
-
-
-def test_empty_required_value_is_named(make_project, run_prism):
-    profile = SQLITE_PROFILE.replace("database: dev.sqlite", "database:")
-
-    project, result = run_project(make_project, run_prism, profile)
-
-    assert_stopped_before_tasks(
-        project, result, "profile.yml: dev.adapters.db.database: no value given"
     )
 
 
@@ -298,28 +262,58 @@ def test_profile_name_not_in_file(make_project, run_prism):
     )
 
 
-def test_adapter_name_not_in_profile(make_project, run_prism):
-    profile = SQLITE_PROFILE.replace("    db:", "    dbs:")
+@pytest.mark.parametrize(
+    ("old", "new", "fragments"),
+    [
+        pytest.param(
+            "type: sqlite",
+            "type: postgress",
+            (
+                "profile.yml: dev.adapters.db.type: unknown adapter type 'postgress'",
+                "Did you mean 'postgres'?",
+            ),
+            id="unknown-adapter-type-suggests-one",
+        ),
+        pytest.param(
+            "database:",
+            "databse:",
+            (
+                "profile.yml: dev.adapters.db.databse: unknown key",
+                "Did you mean 'database'?",
+            ),
+            id="unknown-key-suggests-one",
+        ),
+        pytest.param(
+            "database: dev.sqlite",
+            "database:",
+            ("profile.yml: dev.adapters.db.database: no value given",),
+            id="empty-required-value-is-named",
+        ),
+        pytest.param(
+            "    db:",
+            "    dbs:",
+            (
+                "tasks/count.py:9: hooks.sql('db'): profile.yml has no adapter 'db' "
+                "in profile 'dev'",
+                "Did you mean 'dbs'?",
+            ),
+            id="adapter-name-not-in-profile",
+        ),
+        pytest.param(
+            "database: dev.sqlite\n",
+            "database: dev.sqlite\n  clusters: {}\n",
+            ("profile.yml: dev.clusters: unknown key",),
+            id="unknown-profile-key-is-rejected",
+        ),
+    ],
+)
+def test_bad_profile_stops_before_tasks(make_project, run_prism, old, new, fragments):
+    profile = SQLITE_PROFILE.replace(old, new)
+    assert profile != SQLITE_PROFILE
 
     project, result = run_project(make_project, run_prism, profile)
 
-    assert_stopped_before_tasks(
-        project,
-        result,
-        "tasks/count.py:9: hooks.sql('db'): profile.yml has no adapter 'db' in "
-        "profile 'dev'",
-        "Did you mean 'dbs'?",
-    )
-
-
-def test_unknown_profile_key_is_rejected(make_project, run_prism):
-    profile = SQLITE_PROFILE + "  clusters: {}\n"
-
-    project, result = run_project(make_project, run_prism, profile)
-
-    assert_stopped_before_tasks(
-        project, result, "profile.yml: dev.clusters: unknown key"
-    )
+    assert_stopped_before_tasks(project, result, *fragments)
 
 
 def test_missing_driver_names_extra(tmp_path, monkeypatch):

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prism.agents.aws import Aws, agent_tags, project_id, tag_filters, wait_for
+from prism.agents.hostenv import HostEnvironment
+from prism.agents.openssh import SshConnection, SshEndpoint
 from prism.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -50,6 +52,37 @@ class SshAccess:
     @property
     def key_file(self) -> Path:
         return self.key_folder / "key.pem"
+
+    def open_environment(
+        self,
+        host: str,
+        host_id: str,
+        *,
+        user: str,
+        identity_file: str | None,
+        generated_key: bool,
+        proxy: str | None,
+        python: str,
+    ) -> HostEnvironment:
+        """Connect over SSH to a host that this access admits, and return its
+        environment.
+
+        With `generated_key`, the identity is the generated key pair's `key_file`
+        in place of `identity_file`.
+        Each `host_id` gets its own known_hosts file, because a new host at a
+        reused address has a new host key, which must not look like an attack.
+        """
+        self.key_folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        endpoint = SshEndpoint(
+            host=host,
+            user=user,
+            identity_file=str(self.key_file) if generated_key else identity_file,
+            proxy=proxy,
+            known_hosts=str(self.key_folder / f"known_hosts-{host_id}"),
+        )
+        return HostEnvironment(
+            self.agent, SshConnection(endpoint), host=host, workdir=None, python=python
+        )
 
     def tag_specification(self, resource_type: str) -> dict[str, Any]:
         """Return the `TagSpecifications` item that tags a new resource."""

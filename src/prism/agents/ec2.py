@@ -36,7 +36,7 @@ from prism.agents.awsnet import SshAccess, key_folder
 from prism.agents.base import Agent
 from prism.agents.deps import prism_source_hash
 from prism.agents.hostenv import HostEnvironment
-from prism.agents.openssh import SshConnection, SshEndpoint
+from prism.agents.openssh import SshConnection
 from prism.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -419,35 +419,22 @@ class Ec2Agent(Agent):
 
     # SSH -------------------------------------------------------------------
 
-    def _endpoint(self, instance: Instance) -> SshEndpoint:
-        spec = self.config.spec
-        if instance.address is None:
-            raise ConfigError(f"Instance {instance.id} has no IP address yet")
-        identity = spec.identity_file
-        if not spec.key_name:
-            identity = str(self.key_folder / "key.pem")
-        return SshEndpoint(
-            host=instance.address,
-            user=spec.ssh_user or "ec2-user",
-            identity_file=identity,
-            proxy=spec.ssh_proxy,
-            # One file per instance: a new instance at a reused address has a
-            # new host key, which must not look like an attack.
-            known_hosts=str(self.key_folder / f"known_hosts-{instance.id}"),
-        )
-
     def _environment_on(self, instance: Instance) -> HostEnvironment:
         if self._environment is None or self._environment.host != instance.address:
+            if instance.address is None:
+                raise ConfigError(f"Instance {instance.id} has no IP address yet")
             self.close()
-            self.key_folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._connection = SshConnection(self._endpoint(instance))
-            self._environment = HostEnvironment(
-                self,
-                self._connection,
-                host=instance.address or "",
-                workdir=None,
+            spec = self.config.spec
+            self._environment = self.access.open_environment(
+                instance.address,
+                instance.id,
+                user=spec.ssh_user or "ec2-user",
+                identity_file=spec.identity_file,
+                generated_key=not spec.key_name,
+                proxy=spec.ssh_proxy,
                 python=self.python,
             )
+            self._connection = self._environment.connection
         return self._environment
 
     def _wait_for_ssh(self, instance: Instance) -> None:

@@ -52,7 +52,7 @@ from prism.agents.emrcluster import (
     wait_until_ready,
 )
 from prism.agents.hostenv import HostEnvironment
-from prism.agents.openssh import SshConnection, SshEndpoint
+from prism.agents.openssh import SshConnection
 from prism.agents.s3store import S3Location, StagingStore, default_bucket
 from prism.agents.sparkenv import run_environment, setup_script, ui_addresses
 from prism.errors import ConfigError
@@ -433,27 +433,18 @@ class EmrAgent(Agent):
             raise ConfigError(f"Cluster {cluster.id} has no master address yet")
         if self._environment is None or self._environment.host != address:
             self.close()
-            self.access.key_folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._connection = SshConnection(self._endpoint(cluster, address))
-            self._environment = HostEnvironment(
-                self, self._connection, host=address, workdir=None, python=self.python
+            spec = self.config.spec
+            self._environment = self.access.open_environment(
+                address,
+                cluster.id,
+                user=spec.ssh_user or "hadoop",
+                identity_file=spec.identity_file,
+                generated_key=not spec.key_name and not self.is_attached,
+                proxy=spec.ssh_proxy,
+                python=self.python,
             )
+            self._connection = self._environment.connection
         return self._environment
-
-    def _endpoint(self, cluster: Cluster, address: str) -> SshEndpoint:
-        spec = self.config.spec
-        identity = spec.identity_file
-        if not spec.key_name and not self.is_attached:
-            identity = str(self.access.key_file)
-        return SshEndpoint(
-            host=address,
-            user=spec.ssh_user or "hadoop",
-            identity_file=identity,
-            proxy=spec.ssh_proxy,
-            # One file per cluster: a new master at a reused address has a new
-            # host key, which must not look like an attack.
-            known_hosts=str(self.access.key_folder / f"known_hosts-{cluster.id}"),
-        )
 
     def _check_steps_env(self) -> None:
         if not self.uses_steps or not secret_values(self.config):
