@@ -348,6 +348,9 @@ def test_missing_credentials_are_a_clear_error(cloud: Cloud, tmp_path: Path) -> 
         ("  idle_action: sleep\n", "agent.idle_action"),
         ("  volume_gb: 2\n", "agent.volume_gb"),
         ("  idle_timeout: soon\n", "agent.idle_timeout"),
+        ("  idle_timeout: .inf\n", "agent.idle_timeout"),
+        ("  idle_timeout: 0.001\n", "agent.idle_timeout"),
+        ("  cluster_id: j-1\n", "'cluster_id' is a key of emr agents only"),
     ],
 )
 def test_bad_ec2_settings_exit_2_naming_the_key(
@@ -438,3 +441,16 @@ def test_failed_apply_leaves_nothing_delete_misses(
     assert deleted.returncode == 0, output_of(deleted)
     assert ec2.describe_security_groups(Filters=filters)["SecurityGroups"] == []
     assert ec2.describe_key_pairs(Filters=filters)["KeyPairs"] == []
+
+
+def test_missing_identity_file_stops_before_launch(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    root, agent_file = new_project(tmp_path, cloud)
+    agent_file.write_text(
+        agent_file.read_text().replace(str(cloud.host.key), "/nonexistent/key.pem")
+    )
+    result = prism("agent", "apply", "-f", str(agent_file), cwd=root)
+    assert result.returncode == 2, output_of(result)
+    assert "agent.identity_file: /nonexistent/key.pem does not exist" in result.stderr
+    assert tagged_instances(cloud, root) == []

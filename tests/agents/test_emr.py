@@ -513,6 +513,7 @@ def test_attached_cluster_survives_delete(cloud: Cloud, tmp_path: Path) -> None:
         ("  idle_timeout: 30000\n", "agent.idle_timeout"),
         ("  transport: yarn\n", "agent.transport"),
         ("  release_label: '7.8'\n", "agent.release_label"),
+        ("  transport: steps\n  python: python3\n", "python must name its version"),
     ],
 )
 def test_bad_emr_settings_exit_2_naming_key(

@@ -359,3 +359,22 @@ def test_pyspark_alias_cannot_shadow_hooks_method(tmp_path):
 
     with pytest.raises(ConfigError, match="'sql' cannot be used as a hooks"):
         Hooks(tmp_path / "profile.yml", "dev", root=tmp_path)
+
+
+def test_profile_path_to_folder_exits_2(make_project, run_prism):
+    project = make_project(
+        {
+            "tasks/a.py": """
+                from prism.decorators import task
+
+                @task()
+                def a(tasks, hooks):
+                    return 1
+            """
+        },
+        prism_project='PROFILE = "dev"\nPROFILE_YML_PATH = "tasks"\n',
+    )
+    result = run_prism("run", cwd=project)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "PROFILE_YML_PATH" in result.stderr
+    assert "is a folder" in result.stderr

@@ -177,8 +177,15 @@ def describe_error(
         code = str(error.response.get("Error", {}).get("Code", ""))
         message = str(error.response.get("Error", {}).get("Message", "")).strip()
         return _client_error(action, code, message, region)
-    if isinstance(error, BotoCoreError):
-        return ConfigError(f"AWS call {action} failed: {error}")
+    if isinstance(error, BotoCoreError) or type(error).__module__.startswith(
+        "botocore."
+    ):
+        # The first line only: a parser error carries the whole response body.
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return ConfigError(
+            f"AWS call {action} in {region} failed: {detail[:300]}",
+            hint="Check agent.region and AWS_ENDPOINT_URL.",
+        )
     return error
 
 

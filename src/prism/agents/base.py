@@ -200,11 +200,13 @@ class Agent(ABC):
                 else (f"exit {last.exit_code}")
             )
             fields.append(("last run", f"{_format_time(last.started_at)}, {result}"))
+        try:
+            exists = self._is_current(record.fingerprint) if record else False
+        except ConfigError:
+            # Unreachable: the fields above already say what is known.
+            exists = False
         return StatusReport(
-            name=self.name,
-            type=self.type,
-            exists=self._is_current(record.fingerprint) if record else False,
-            fields=tuple(fields),
+            name=self.name, type=self.type, exists=exists, fields=tuple(fields)
         )
 
     def close(self) -> None:  # noqa: B027 - optional hook, most agents hold nothing

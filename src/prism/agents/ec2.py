@@ -148,6 +148,7 @@ class Ec2Agent(Agent):
         self._install_watchdog(restart=False)
 
     def _apply(self, fingerprint: str) -> str:
+        self._check_identity_file()
         key = self.access.ensure_key_pair(
             self.config.spec.key_name, in_use=lambda: self._find_instance() is not None
         )
@@ -215,8 +216,19 @@ class Ec2Agent(Agent):
         if groups:
             fields.append(("security group", ", ".join(groups)))
         if instance.state == "running":
-            fields += self._environment_on(instance).status()
+            try:
+                fields += self._environment_on(instance).status()
+            except ConfigError as error:
+                fields.append(("host", f"unreachable: {error.message}"))
         return fields
+
+    def _check_identity_file(self) -> None:
+        identity = self.config.spec.identity_file
+        if identity and not Path(identity).expanduser().is_file():
+            raise ConfigError(
+                f"{self.config.path}: agent.identity_file: {identity} does not exist",
+                hint="Give the private key of the key pair named by agent.key_name.",
+            )
 
     # Instance --------------------------------------------------------------
 

@@ -217,7 +217,8 @@ class EmrAgent(Agent):
         deleted = self.staging.delete_all()
         if deleted:
             removed.append(
-                f"deleted {deleted} staging objects under {self.staging.uri()}"
+                f"deleted {deleted} staging object{'s' if deleted != 1 else ''} "
+                f"under {self.staging.uri()}"
             )
         for resource in self.state.resources(self.name):
             self.state.remove_resource(self.name, resource.kind, resource.id)

@@ -124,16 +124,16 @@ class HostEnvironment:
                 return "ok"
             if result.returncode != 255:
                 raise self.connection.error_for("log in", result)
-            last_error[:] = [str(self.connection.error_for("log in", result))]
+            last_error[:] = [self.connection.error_for("log in", result).message]
             return None
 
         with self.agent.step(f"Waiting for SSH on {name} ({self.host})"):
             try:
                 wait_for(f"SSH on {name}", check, timeout=timeout, interval=5)
             except ConfigError as error:
-                detail = f": {last_error[0]}" if last_error else ""
+                detail = f" ({last_error[0]})" if last_error else ""
                 raise ConfigError(
-                    f"{error}{detail}",
+                    f"{error.message}{detail}",
                     hint="Check agent.ssh_cidr (your address must be in it), "
                     "agent.ssh_proxy and the key; then apply again.",
                 ) from None

@@ -174,6 +174,8 @@ class _CloudSpec(_Spec):
     @field_validator("idle_timeout", mode="before")
     @classmethod
     def _parse_idle_timeout(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be minutes, such as 60, or 0 to turn it off")
         if isinstance(value, str):
             match = _DURATION.match(value)
             if not match:
@@ -185,8 +187,9 @@ class _CloudSpec(_Spec):
     @field_validator("idle_timeout")
     @classmethod
     def _check_idle_timeout(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError("must be 0 (off) or more minutes")
+        # A shorter timeout would stop the instance between two commands.
+        if value != 0 and not 1 <= value <= 7 * 24 * 60:
+            raise ValueError("must be 0 (off) or from 1 minute to 7 days")
         return value
 
     @field_validator("key_name", "subnet_id", "region", "ssh_proxy")
@@ -337,10 +340,24 @@ class EmrSpec(_CloudSpec):
         clashing = [key for key in _CLUSTER_KEYS if key in self.model_fields_set]
         if clashing:
             keys = ", ".join(clashing)
+            verb = "applies" if len(clashing) == 1 else "apply"
             raise ValueError(
-                f"{keys} only apply to a cluster Prism creates, but cluster_id "
+                f"{keys} only {verb} to a cluster Prism creates, but cluster_id "
                 f"attaches to a running one; remove {keys} or remove cluster_id"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_steps_python(self) -> EmrSpec:
+        # Steps give Prism no way to ask the master's interpreter for its
+        # version before it builds the wheelhouse, so the name must carry it.
+        if self.transport == "steps" and self.python is not None:
+            version = self.python.removeprefix("python")
+            if not (version.startswith("3.") and version[2:].isdigit()):
+                raise ValueError(
+                    "with transport: steps, python must name its version, such "
+                    "as python3.11"
+                )
         return self
 
 
@@ -461,6 +478,14 @@ def _describe_validation_error(path: Path, error: ValidationError) -> ConfigErro
 
 def _suggest_key(location: list[str], error: ValidationError) -> str | None:
     if location[:1] == ["agent"] and len(location) == 2:
+        specs = (VenvSpec, DockerSpec, SshSpec, Ec2Spec, EmrSpec)
+        owners = [
+            spec.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+            for spec in specs
+            if location[-1] in spec.model_fields
+        ]
+        if owners:
+            return f"{location[-1]!r} is a key of {' and '.join(owners)} agents only."
         known = (
             set(VenvSpec.model_fields)
             | set(DockerSpec.model_fields)

@@ -69,6 +69,11 @@ def connect(
         if adapter_type not in ("pyspark", "dbt")
         else "  Fill in its settings."
     )
+    if not project.profile:
+        click.echo(
+            f"  PROFILE is not set: add PROFILE = {added.profile!r} to "
+            "prism_project.py, or the run uses no profile."
+        )
 
 
 def _check_type(adapter_type: str) -> None:

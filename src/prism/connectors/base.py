@@ -434,13 +434,13 @@ def _unique(names: list[str]) -> list[str]:
 
 def scrub(text: str, *values: object) -> str:
     """Return `text` with `values` and every registered secret masked."""
-    from prism.console.secrets import MASK, mask
+    from prism.console.secrets import MASK, MIN_SECRET_LENGTH, mask
 
     for value in values:
         if value is None:
             continue
         raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-        if raw:
+        if len(raw) >= MIN_SECRET_LENGTH:
             text = text.replace(raw, MASK)
     return mask(text)
 

@@ -54,7 +54,19 @@ class Hooks:
     @classmethod
     def for_project(cls, project: Project) -> Hooks:
         """Load and validate the profile that `project` selects."""
-        path = default_profile_path(project.root, project.profile_path)
+        explicit = project.profile_path
+        # A missing file is allowed, as in 0.2.x: templates set the path
+        # whether or not the project uses a database.
+        if explicit is not None and explicit.is_dir():
+            from prism.errors import ConfigError
+
+            raise ConfigError(
+                f"PROFILE_YML_PATH: {explicit} is a folder, not a profile file",
+                hint="Point PROFILE_YML_PATH in prism_project.py (or -v) at the "
+                "profile file, or remove it to use profile.yml beside "
+                "prism_project.py.",
+            )
+        path = default_profile_path(project.root, explicit)
         return cls(path, project.profile, root=project.root)
 
     @property
