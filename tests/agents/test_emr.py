@@ -1042,3 +1042,25 @@ def test_run_environment_points_executors_at_archive() -> None:
     assert yarn["HADOOP_CONF_DIR"] == "/etc/hadoop/conf"
     assert local["PYSPARK_PYTHON"] == "/home/hadoop/agent/venv/bin/python"
     assert "HADOOP_CONF_DIR" not in local
+
+
+def test_default_role_missing_its_policy_is_repaired(cloud: Cloud) -> None:
+    from prism.agents.aws import Aws
+    from prism.agents.emrcluster import DEFAULT_SERVICE_ROLE, ensure_roles
+    from prism.agents.settings import AgentSettings
+
+    settings = AgentSettings(type="emr", create_default_roles=True)
+    aws = Aws("us-east-1", Path("cluster.yml"))
+    ensure_roles(aws, settings, Path("cluster.yml"))
+    iam = cloud.client("iam")
+    for policy in iam.list_attached_role_policies(RoleName=DEFAULT_SERVICE_ROLE)[
+        "AttachedPolicies"
+    ]:
+        iam.detach_role_policy(
+            RoleName=DEFAULT_SERVICE_ROLE, PolicyArn=policy["PolicyArn"]
+        )
+
+    ensure_roles(aws, settings, Path("cluster.yml"))
+
+    attached = iam.list_attached_role_policies(RoleName=DEFAULT_SERVICE_ROLE)
+    assert attached["AttachedPolicies"]

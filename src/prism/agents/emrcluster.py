@@ -380,6 +380,16 @@ def ensure_roles(aws: Aws, spec: AgentSettings, config_path: Path) -> None:
     """Check that the cluster's roles exist, creating the EMR defaults on request."""
     service = spec.service_role or DEFAULT_SERVICE_ROLE
     instance = spec.job_flow_role or DEFAULT_JOB_FLOW_ROLE
+    if spec.create_default_roles:
+        # Every step is idempotent, so this also repairs a role that an
+        # interrupted apply created without its policy.
+        if service == DEFAULT_SERVICE_ROLE:
+            _create_role(
+                aws, service, "elasticmapreduce.amazonaws.com", _SERVICE_POLICY
+            )
+        if instance == DEFAULT_JOB_FLOW_ROLE:
+            _create_role(aws, instance, "ec2.amazonaws.com", _INSTANCE_POLICY)
+            _create_instance_profile(aws, instance)
     missing = []
     if not _exists(aws, "get_role", RoleName=service):
         missing.append(("service_role", service, DEFAULT_SERVICE_ROLE))
