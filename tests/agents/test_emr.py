@@ -539,7 +539,9 @@ def test_missing_named_role_is_clear(cloud: Cloud, tmp_path: Path) -> None:
 
 
 def test_steps_reject_env_from_this_machine(cloud: Cloud, tmp_path: Path) -> None:
-    root, agent_file = new_project(tmp_path, cloud, extra="  transport: steps\n")
+    root, agent_file = new_project(
+        tmp_path, cloud, python="python3.11", extra="  transport: steps\n"
+    )
     result = prism("agent", "apply", "-f", str(agent_file), cwd=root, env=SECRET_ENV)
     assert result.returncode == 2, output_of(result)
     assert "steps transport would have to store in S3" in result.stderr
