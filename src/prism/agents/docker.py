@@ -297,10 +297,12 @@ class DockerAgent(Agent):
     def _stream(self, container: Any, reader: EventReader, errors: list[str]) -> int:
         with _docker_errors("read the run's output"):
             pending = {"stdout": b"", "stderr": b""}
+            received = False
             chunks = container.attach(
                 stdout=True, stderr=True, stream=True, logs=True, demux=True
             )
             for out, err in chunks:
+                received = received or bool(out)
                 for name, data in (("stdout", out), ("stderr", err)):
                     if not data:
                         continue
@@ -315,6 +317,11 @@ class DockerAgent(Agent):
             if pending["stderr"]:
                 errors.append(pending["stderr"].decode("utf-8", "replace"))
             result = container.wait()
+            if not received:
+                # Once, under heavy load, the stream carried nothing although
+                # the run ended normally; the container's log keeps the output.
+                log = container.logs(stdout=True, stderr=False)
+                reader.feed(log.split(b"\n"))
         return int(result.get("StatusCode", 1))
 
     def _copy_outputs(self, container: Any, written: set[str]) -> None:
