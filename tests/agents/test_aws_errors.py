@@ -1,6 +1,6 @@
 """AWS error responses become one clear message each, with what to do next.
 
-The responses come from botocore's Stubber, which answers a real boto3 client
+The responses come from botocore's Stubber, which replies to a real boto3 client
 without a network; nothing of Prism's is replaced.
 """
 

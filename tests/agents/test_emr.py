@@ -87,7 +87,7 @@ def spark_sum(tasks, hooks):
     )
 """
 
-# The profile says nothing about where Spark runs: the agent decides that.
+# The profile does not set where Spark runs, because the agent decides that.
 PROFILE = """\
 dev:
   adapters:
@@ -321,7 +321,7 @@ def test_pyspark_and_plain_tasks_run(full_run: Any, applied: EmrProject) -> None
 
 def test_session_runs_where_agent_says(full_run: Any, applied: EmrProject) -> None:
     report = json.loads((applied.root / "output/spark.json").read_text())
-    # No YARN in the container, so the agent's Spark defaults say local mode,
+    # No YARN in the container, so the agent's Spark defaults set local mode,
     # and the executors use the agent's environment, like the driver.
     assert report["master"] == "local[*]"
     assert report["driver"].endswith("/venv/bin/python")

@@ -2,7 +2,7 @@
 
 boto3 finds credentials, region and endpoint as the AWS CLI does (environment,
 `~/.aws/`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`). Every call goes through `Aws.call`,
-which turns botocore's errors into one `ConfigError` that says what to do.
+which turns botocore's errors into one `ConfigError` that tells the user what to do.
 
 Every resource Prism creates carries the tags `prism:project`, `prism:agent` and
 `prism:managed-by`, so `status` and `delete` find it without local state.

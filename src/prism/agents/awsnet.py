@@ -199,30 +199,32 @@ class SshAccess:
         return str(response["Vpcs"][0]["VpcId"])
 
     def _authorize_ssh(self, group: str) -> None:
-        wanted = set(self._ssh_cidrs())
+        allowed = set(self._ssh_cidrs())
         response = self.aws.call("ec2", "describe_security_groups", GroupIds=[group])
         current: set[str] = set()
         for permission in response["SecurityGroups"][0].get("IpPermissions", []):
             if permission.get("FromPort") == 22 and permission.get("ToPort") == 22:
                 current |= {r["CidrIp"] for r in permission.get("IpRanges", [])}
                 current |= {r["CidrIpv6"] for r in permission.get("Ipv6Ranges", [])}
-        if current - wanted:
+        if current - allowed:
             self.aws.call(
                 "ec2",
                 "revoke_security_group_ingress",
                 GroupId=group,
-                IpPermissions=[_ssh_permission(sorted(current - wanted))],
+                IpPermissions=[_ssh_permission(sorted(current - allowed))],
             )
-        if wanted - current:
+        if allowed - current:
             self.aws.call(
                 "ec2",
                 "authorize_security_group_ingress",
                 GroupId=group,
-                IpPermissions=[_ssh_permission(sorted(wanted - current))],
+                IpPermissions=[_ssh_permission(sorted(allowed - current))],
             )
-        if wanted != current:
+        if allowed != current:
             logger.info(
-                "Security group %s admits SSH from %s", group, ", ".join(sorted(wanted))
+                "Security group %s admits SSH from %s",
+                group,
+                ", ".join(sorted(allowed)),
             )
 
     def _ssh_cidrs(self) -> list[str]:

@@ -203,7 +203,7 @@ class Agent(ABC):
         try:
             exists = self._is_current(record.fingerprint) if record else False
         except ConfigError:
-            # Unreachable: the fields above already say what is known.
+            # The host is unreachable; the fields above describe what is known.
             exists = False
         return StatusReport(
             name=self.name, type=self.type, exists=exists, fields=tuple(fields)

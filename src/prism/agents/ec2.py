@@ -55,7 +55,7 @@ _DEFAULT_AMI_PYTHON = "python3.11"
 
 @dataclass(frozen=True)
 class Instance:
-    """What Prism needs of a described instance."""
+    """The fields of a described instance that Prism uses."""
 
     id: str
     state: str
@@ -98,7 +98,7 @@ class Ec2Agent(Agent):
 
     @property
     def access(self) -> SshAccess:
-        """The key pair and security group; the key folder also holds host keys."""
+        """The key pair and security group; the key folder also contains host keys."""
         if self._access is None:
             self._access = SshAccess(self, self.aws, key_folder(self, "ec2"))
         return self._access
@@ -263,9 +263,9 @@ class Ec2Agent(Agent):
         instance = self._find_instance()
         if instance is None:
             return self._launch(key, group)
-        wanted_type = self.config.spec.instance_type
-        if instance.instance_type != wanted_type:
-            instance = self._resize(instance, wanted_type or "")
+        expected_type = self.config.spec.instance_type
+        if instance.instance_type != expected_type:
+            instance = self._resize(instance, expected_type or "")
         self.aws.call(
             "ec2",
             "modify_instance_attribute",
@@ -285,6 +285,19 @@ class Ec2Agent(Agent):
         if not tokens:
             self.state.add_resource(self.name, "launch", token, {})
         ami = spec.ami or self._latest_amazon_linux()
+        arguments = self._launch_arguments(ami, key, group, token)
+
+        with self.step(f"Launching a {spec.instance_type} instance from {ami}"):
+            response = self.aws.call("ec2", "run_instances", **arguments)
+        instance_id = response["Instances"][0]["InstanceId"]
+        self.state.add_resource(self.name, "instance", instance_id, {"ami": ami})
+        self.state.remove_resource(self.name, "launch", token)
+        return self._wait_until_running(instance_id)
+
+    def _launch_arguments(
+        self, ami: str, key: str, group: str, token: str
+    ) -> dict[str, Any]:
+        spec = self.config.spec
         arguments: dict[str, Any] = {
             "ImageId": ami,
             "InstanceType": spec.instance_type,
@@ -325,12 +338,7 @@ class Ec2Agent(Agent):
                     "InstanceInterruptionBehavior": "stop" if stop else "terminate",
                 },
             }
-        with self.step(f"Launching a {spec.instance_type} instance from {ami}"):
-            response = self.aws.call("ec2", "run_instances", **arguments)
-        instance_id = response["Instances"][0]["InstanceId"]
-        self.state.add_resource(self.name, "instance", instance_id, {"ami": ami})
-        self.state.remove_resource(self.name, "launch", token)
-        return self._wait_until_running(instance_id)
+        return arguments
 
     def _shutdown_behaviour(self) -> str:
         return self.config.spec.idle_action or "stop"
@@ -407,7 +415,7 @@ class Ec2Agent(Agent):
         self._wait_for_state([instance_id], "running")
         return self._describe(instance_id)
 
-    def _wait_for_state(self, ids: list[str], wanted: str) -> None:
+    def _wait_for_state(self, ids: list[str], expected: str) -> None:
         def check() -> str | None:
             response = self.aws.call("ec2", "describe_instances", InstanceIds=ids)
             states = {
@@ -416,16 +424,16 @@ class Ec2Agent(Agent):
                 for data in reservation["Instances"]
             }
             for id_, state in states.items():
-                if wanted == "running" and state in ("shutting-down", "terminated"):
+                if expected == "running" and state in ("shutting-down", "terminated"):
                     raise ConfigError(
                         f"Instance {id_} ended while starting (state {state})",
                         hint="Spot capacity may have been reclaimed; see the "
                         "instance's state reason in the EC2 console, then apply "
                         "again.",
                     )
-            return wanted if set(states.values()) == {wanted} else None
+            return expected if set(states.values()) == {expected} else None
 
-        description = f"{', '.join(ids)} to be {wanted}"
+        description = f"{', '.join(ids)} to be {expected}"
         with self.step(f"Waiting for {description}"):
             wait_for(description, check, timeout=600)
 

@@ -153,9 +153,10 @@ class EmrAgent(Agent):
 
             return is_installed(self, cluster)
         environment = self._environment_on(cluster)
-        wanted = self.environment_fingerprint()
+        expected = self.environment_fingerprint()
         return (
-            environment.is_current(wanted) and self._spark_setup_of(wanted) is not None
+            environment.is_current(expected)
+            and self._spark_setup_of(expected) is not None
         )
 
     def _apply(self, fingerprint: str) -> str:
@@ -391,20 +392,20 @@ class EmrAgent(Agent):
         return "\n".join(lines) + "\n"
 
     def _install(self, cluster: Cluster) -> None:
-        wanted = self.environment_fingerprint()
+        expected = self.environment_fingerprint()
         if self.uses_steps:
             from prism.agents.emrsteps import install_environment
 
-            install_environment(self, cluster, wanted)
+            install_environment(self, cluster, expected)
             return
         environment = self._environment_on(cluster)
         environment.wait_for_login(cluster.id)
-        if not environment.is_current(wanted):
-            environment.install(wanted)
-        if self._spark_setup_of(wanted) is None:
+        if not environment.is_current(expected):
+            environment.install(expected)
+        if self._spark_setup_of(expected) is None:
             with self.step("Configuring Spark on the master"):
                 result = environment.connection.run(
-                    setup_script(environment.folder, wanted),
+                    setup_script(environment.folder, expected),
                     action="configure Spark",
                 )
             logger.info("Spark sessions run in %s mode", result.stdout.decode().strip())

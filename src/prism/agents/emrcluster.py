@@ -275,9 +275,9 @@ def update_settings(aws: Aws, cluster: Cluster, spec: AgentSettings) -> list[str
     new cluster are logged as a warning. A cluster without the settings tags
     (one created by another tool) is left alone.
     """
-    wanted = settings_tags(spec)
+    expected = settings_tags(spec)
     changed = []
-    if cluster.tags.get(SCALING_TAG, wanted[SCALING_TAG]) != wanted[SCALING_TAG]:
+    if cluster.tags.get(SCALING_TAG, expected[SCALING_TAG]) != expected[SCALING_TAG]:
         if spec.managed_scaling:
             aws.call(
                 "emr",
@@ -290,7 +290,7 @@ def update_settings(aws: Aws, cluster: Cluster, spec: AgentSettings) -> list[str
         else:
             aws.call("emr", "remove_managed_scaling_policy", ClusterId=cluster.id)
         changed.append("managed_scaling")
-    if cluster.tags.get(IDLE_TAG, wanted[IDLE_TAG]) != wanted[IDLE_TAG]:
+    if cluster.tags.get(IDLE_TAG, expected[IDLE_TAG]) != expected[IDLE_TAG]:
         if spec.idle_timeout:
             aws.call(
                 "emr",
@@ -307,11 +307,11 @@ def update_settings(aws: Aws, cluster: Cluster, spec: AgentSettings) -> list[str
             "add_tags",
             ResourceId=cluster.id,
             Tags=[
-                {"Key": key, "Value": wanted[key]} for key in (SCALING_TAG, IDLE_TAG)
+                {"Key": key, "Value": expected[key]} for key in (SCALING_TAG, IDLE_TAG)
             ],
         )
         logger.info("Updated %s of cluster %s", " and ".join(changed), cluster.id)
-    if cluster.tags.get(SHAPE_TAG, wanted[SHAPE_TAG]) != wanted[SHAPE_TAG]:
+    if cluster.tags.get(SHAPE_TAG, expected[SHAPE_TAG]) != expected[SHAPE_TAG]:
         logger.warning(
             "Cluster %s was created with other settings (some of %s); they take "
             "effect only on a new cluster, so delete the agent and apply it again "

@@ -4,9 +4,9 @@ The SSH agent and the agents that create hosts (EC2) share this: the folder
 layout, the offline install of the requirements, shipping the project, running
 it with events streamed back, copying outputs back and removing the folder.
 
-The folder holds `venv/` with the dependencies, installed offline from a
+The folder contains `venv/` with the dependencies, installed offline from a
 wheelhouse the client builds for the host's Python and platform, and
-`wheelhouses/`. It also holds `files/`, where the project is mirrored at its
+`wheelhouses/`. It also contains `files/`, where the project is mirrored at its
 local absolute path, so relative paths between the project and the folders it
 imports from stay the same.
 """
@@ -105,7 +105,7 @@ class HostEnvironment:
         return f".prism/{root.name}-{digest}/{self.agent.name}"
 
     def is_current(self, fingerprint: str) -> bool:
-        """Return True when the folder holds the environment for `fingerprint`."""
+        """Return True when the folder contains the environment for `fingerprint`."""
         result = self.connection.run(
             f"test -x {self.folder}/venv/bin/python && cat {self.folder}/fingerprint",
             check=False,
@@ -323,7 +323,7 @@ class HostEnvironment:
         return f"{prune} - < {listing}"
 
     def home_path(self) -> str:
-        """The folder without shell syntax, for use inside remote Python code."""
+        """Return the folder without shell syntax, for use inside remote Python code."""
         if self._workdir is not None and self._workdir.startswith("/"):
             return self._workdir
         if self._home is None:
@@ -352,7 +352,7 @@ class HostEnvironment:
         record_targets(project_root, written)
 
     def delete(self) -> bool:
-        """Remove the folder if it holds an agent's files; True if it did."""
+        """Remove the folder if it contains an agent's files; return True if it did."""
         # The default folder sits in one folder per project; drop it once empty.
         remove_parent = (
             ""
